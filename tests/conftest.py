@@ -1,0 +1,43 @@
+"""Shared fixtures: the collection on sys.path, and the real machine dumps."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+COLLECTIONS = REPO / ".collections"
+if str(COLLECTIONS) not in sys.path:
+    sys.path.insert(0, str(COLLECTIONS))
+
+# ../shared/topologies beside the clone (CI lays a copy there too).
+TOPOLOGIES = REPO.parent / "shared" / "topologies"
+DUMP_NAMES = sorted(p.name.removesuffix(".tar.bz2") for p in (TOPOLOGIES / "machines").glob("*.tar.bz2"))
+
+
+def expected(name: str) -> dict:
+    return json.loads((TOPOLOGIES / "expected" / f"{name}.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def dumps_dir(tmp_path_factory) -> Path:
+    """Every dump extracted once per session; returns the parent directory."""
+    out = tmp_path_factory.mktemp("topologies")
+    for name in DUMP_NAMES:
+        with tarfile.open(TOPOLOGIES / "machines" / f"{name}.tar.bz2") as tar:
+            tar.extractall(out, filter="tar")
+    return out
+
+
+@pytest.fixture(scope="session")
+def dump_root(dumps_dir):
+    """dump_root(name) -> the directory to pass as the fact module's root."""
+
+    def _root(name: str) -> Path:
+        return dumps_dir / name
+
+    return _root
