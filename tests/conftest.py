@@ -41,3 +41,20 @@ def dump_root(dumps_dir):
         return dumps_dir / name
 
     return _root
+
+
+@pytest.fixture(scope="session")
+def single_dump(tmp_path_factory):
+    """single_dump(name) -> one dump alone, extracted once per session (much
+    cheaper than dumps_dir when a test needs only a few)."""
+    cache: dict[str, Path] = {}
+
+    def _one(name: str) -> Path:
+        if name not in cache:
+            out = tmp_path_factory.mktemp("dump")
+            with tarfile.open(TOPOLOGIES / "machines" / f"{name}.tar.bz2") as tar:
+                tar.extractall(out, filter="tar")
+            cache[name] = out / name
+        return cache[name]
+
+    return _one

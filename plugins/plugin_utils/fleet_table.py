@@ -32,7 +32,7 @@ def _nodes(facts: Mapping) -> str:
 
 def row(host: str, facts: Mapping | None, plan: Mapping | None) -> tuple[str, ...]:
     if not facts or not plan:
-        return (host, *("-" for _ in COLUMNS[1:-1]), "NO PLAN (preflight failed)")
+        return (host, *(["-"] * (len(COLUMNS) - 2)), "NO PLAN (preflight failed)")
     memory = plan.get("memory") or {}
     tpc = facts.get("threads_per_core")
     smt = f"{tpc}x" if tpc else "mixed"
