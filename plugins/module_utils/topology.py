@@ -221,19 +221,22 @@ def _slurp(path):
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     try:
         data = os.read(fd, _CHUNK)
-        if len(data) == _CHUNK:
-            parts = [data]
-            size = len(data)
-            while size < _READ_LIMIT:
-                more = os.read(fd, _CHUNK)
-                if not more:
-                    break
-                parts.append(more)
-                size += len(more)
-            data = b"".join(parts)
+        return _read_rest(fd, data) if len(data) == _CHUNK else data
     finally:
         os.close(fd)
-    return data
+
+
+def _read_rest(fd, first):
+    """``first`` and the rest of ``fd`` up to EOF or _READ_LIMIT bytes."""
+    parts = [first]
+    size = len(first)
+    while size < _READ_LIMIT:
+        more = os.read(fd, _CHUNK)
+        if not more:
+            break
+        parts.append(more)
+        size += len(more)
+    return b"".join(parts)
 
 
 class _Reader:
@@ -470,19 +473,12 @@ def _read_cpuinfo(rd, count=False):
         fd = os.open(rd.prefix + "proc/cpuinfo", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         rd.note("proc/cpuinfo")
         try:
-            text = os.read(fd, 32768).decode("utf-8", "replace")
+            first = os.read(fd, 32768)
+            text = first.decode("utf-8", "replace")
             end = text.find("\n\n")
             if not count and end >= 0 and "\nflags" in text[:end]:
                 return _cpuinfo_fields(text[:end]), None
-            chunks = [text]
-            size = len(text)
-            while size < _READ_LIMIT:
-                more = os.read(fd, _CHUNK)
-                if not more:
-                    break
-                chunks.append(more.decode("utf-8", "replace"))
-                size += len(more)
-            text = "".join(chunks)
+            text = _read_rest(fd, first).decode("utf-8", "replace")
         finally:
             os.close(fd)
     except (FileNotFoundError, NotADirectoryError):
