@@ -324,6 +324,15 @@ class _Reader:
         return self.parse(rel_mask, _maskset, missing=missing)
 
 
+def _topology_group(rd, topo_dir, old_name, new_name):
+    """A CPU's sibling set from topology/<old_name>[_list], else the name newer
+    kernels use (core_cpus, package_cpus), else None."""
+    group = rd.cpus(topo_dir + old_name + "_list", topo_dir + old_name)
+    if group is None:
+        group = rd.cpus(topo_dir + new_name + "_list", topo_dir + new_name)
+    return group
+
+
 def _numbered(names, prefix):
     """{N for each "<prefix>N" in names}"""
     out = set()
@@ -863,9 +872,7 @@ def gather_with_report(root="/", gpu_memory=True, _record=None):
         if cpu in core_of:
             continue
         t = f"{cpu_base}cpu{cpu}/topology/"
-        sib = rd.cpus(t + "thread_siblings_list", t + "thread_siblings")
-        if sib is None:
-            sib = rd.cpus(t + "core_cpus_list", t + "core_cpus")
+        sib = _topology_group(rd, t, "thread_siblings", "core_cpus")
         if sib is None:
             no_topo.append(cpu)
             core_of[cpu] = cpu
@@ -900,9 +907,7 @@ def gather_with_report(root="/", gpu_memory=True, _record=None):
         if cpu in pkg_of:
             continue
         t = f"{cpu_base}cpu{cpu}/topology/"
-        mask = rd.cpus(t + "core_siblings_list", t + "core_siblings")
-        if mask is None:
-            mask = rd.cpus(t + "package_cpus_list", t + "package_cpus")
+        mask = _topology_group(rd, t, "core_siblings", "package_cpus")
         pid = rd.parse(t + "physical_package_id", _signed)
         if mask is not None:
             members = mask & online
