@@ -1057,6 +1057,8 @@ def gather_with_report(root="/", gpu_memory=True, _record=None):
         "cpus_offline": offline,
         "cpus_allowed": sorted(allowed),
         "cores_total": len(cores),
+        # which CPUs share a core: drawings and pinning need the pairs, not just counts
+        "core_cpus": sorted(sorted(members) for members in cores.values()),
         "threads_per_core": int(widths[0]) if len(widths) == 1 else None,
         "threads_per_core_histogram": histogram,
         "smt_active": any(int(w) > 1 for w in widths),

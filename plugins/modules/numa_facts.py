@@ -163,6 +163,12 @@ ansible_facts:
           description: Physical cores among the allowed CPUs.
           returned: always
           type: int
+        core_cpus:
+          description: The allowed CPUs of each physical core (its thread siblings), sorted.
+          returned: always
+          type: list
+          elements: list
+          sample: [[0, 32], [1, 33]]
         threads_per_core:
           description: SMT width, V(null) when cores differ (hybrid CPUs).
           returned: always

@@ -103,6 +103,13 @@ def test_dump_matches_hwloc(name, facts_of, dump_root):
         facts["cpus_allowed"]
     )
     assert facts["smt_active"] == any(int(k) > 1 for k in facts["threads_per_core_histogram"])
+    # core_cpus: the cores themselves, a partition of the allowed CPUs matching the histogram
+    assert len(facts["core_cpus"]) == facts["cores_total"]
+    assert sorted(c for core in facts["core_cpus"] for c in core) == facts["cpus_allowed"]
+    widths = {}
+    for core in facts["core_cpus"]:
+        widths[str(len(core))] = widths.get(str(len(core)), 0) + 1
+    assert widths == facts["threads_per_core_histogram"]
 
     # packages
     assert len(facts["packages"]) == over.get("packages", h["packages"])
@@ -160,7 +167,7 @@ def test_schema_keys(facts_of):
     """Every dump gives exactly the docs/facts.md keys."""
     top = {
         "schema_version", "root", "nodes", "packages", "nodes_per_package", "cpus_online", "cpus_offline",
-        "cpus_allowed", "cores_total", "threads_per_core", "threads_per_core_histogram", "smt_active",
+        "cpus_allowed", "cores_total", "core_cpus", "threads_per_core", "threads_per_core_histogram", "smt_active",
         "memory_total_bytes", "memory_available_bytes", "cpu", "gpus", "kernel", "warnings",
     }  # fmt: skip
     node_keys = {

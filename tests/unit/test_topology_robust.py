@@ -21,7 +21,7 @@ from ansible_collections.ktfleet.numa.plugins.module_utils.topology import (
 
 SCHEMA_KEYS = {
     "schema_version", "root", "nodes", "packages", "nodes_per_package", "cpus_online", "cpus_offline",
-    "cpus_allowed", "cores_total", "threads_per_core", "threads_per_core_histogram", "smt_active",
+    "cpus_allowed", "cores_total", "core_cpus", "threads_per_core", "threads_per_core_histogram", "smt_active",
     "memory_total_bytes", "memory_available_bytes", "cpu", "gpus", "kernel", "warnings",
 }  # fmt: skip
 
@@ -111,6 +111,7 @@ def check_shape(facts):
     for node in facts["nodes"]:
         assert set(node["cpus"]) <= set(facts["cpus_allowed"])
     assert sum(facts["threads_per_core_histogram"].values()) == facts["cores_total"]
+    assert len(facts["core_cpus"]) == facts["cores_total"]
 
 
 def truncations(original):
