@@ -8,7 +8,6 @@ The core (plugins/plugin_utils/planner.py) needs pydantic on the controller.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
@@ -16,26 +15,13 @@ from ansible.errors import AnsibleFilterError
 try:
     from ansible_collections.ktfleet.numa.plugins.plugin_utils import planner
     from ansible_collections.ktfleet.numa.plugins.plugin_utils.errors import PlanError
+    from ansible_collections.ktfleet.numa.plugins.plugin_utils.plain import plain as _plain
 except ImportError as exc:  # pydantic missing on the controller
     planner = None
     PlanError = ValueError  # type: ignore[assignment,misc]
     IMPORT_ERROR: Exception | None = exc
 else:
     IMPORT_ERROR = None
-
-
-def _plain(value: Any) -> Any:
-    """Ansible's tagged/lazy containers as plain Python values (what pydantic expects)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, bool) or value is None:
-        return value
-    for kind in (str, int, float):
-        if isinstance(value, kind):
-            return kind(value)
-    return value
 
 
 def _call(name: str, func, facts: Any, model: Any, backend: Any, options: dict) -> Any:

@@ -161,7 +161,7 @@ def legacy_single_pool(
     nodes = sorted(caps)
     total = sum(caps.values())
     if override is not None:
-        if override > total + 1:
+        if not 2 <= override <= total + 1:  # one worker at least, plus the scheduling thread
             raise PlanError(
                 "ktfleet_cpu_infer",
                 f"allowed: 2 to {total + 1} ({total} {unit_name(smt)} on node(s) {_nodes_text(nodes)} + 1 for scheduling), got {override}",
