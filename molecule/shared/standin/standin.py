@@ -13,14 +13,28 @@ ktransformers.server.main``) under the unit ktfleet rendered, unchanged:
 * serves GET /health and /v1/models on --host/--port, as SGLang and the legacy
   server's OpenAI-compatible API do;
 * fails its health check (HTTP 503) when a file ``standin-fail`` sits in its
-  virtual environment (sys.prefix): the fault scenario's broken release.
+  virtual environment (sys.prefix): the fault scenario's broken release;
+* answers POST /v1/completions (streamed or not) at a decode speed that follows
+  a throughput curve over its thread count (--kt-cpuinfer / --cpu_infer): rising
+  linearly to a known knee, then falling, as memory bandwidth saturates and
+  threads contend on a real host. The curve is ``standin-curve.json`` in its
+  virtual environment ({"knee": 7, "peak": 40.0, "drop": 0.15}); without it,
+  a flat 50 tokens/s. While it generates, one spinning process per thread
+  (pinned to the CPUs the unit allows it) makes the load visible to per-node
+  CPU accounting, as kt-kernel's pools do.
 """
 
 from __future__ import annotations
 
+import contextlib
+import glob
+import itertools
 import json
+import multiprocessing
 import os
 import sys
+import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -31,11 +45,92 @@ def _arg(argv: list[str], *names: str, default: str | None = None) -> str | None
     return default
 
 
+def tokens_per_second(threads: int, curve: dict | None) -> float:
+    """The decode speed the curve gives this thread count (test equipment's ground truth)."""
+    if not curve:
+        return 50.0
+    knee, peak, drop = int(curve["knee"]), float(curve["peak"]), float(curve.get("drop", 0.15))
+    if threads <= knee:
+        return peak * threads / knee
+    return peak * max(0.1, 1.0 - drop * (threads - knee))
+
+
+def _spin(cpu: int, stop) -> None:
+    with contextlib.suppress(OSError):
+        os.sched_setaffinity(0, {cpu})
+    # 40% duty: visible per node, yet leaves the (emulated) CPUs room to serve
+    while not stop.is_set():
+        end = time.monotonic() + 0.004
+        while time.monotonic() < end:
+            pass
+        time.sleep(0.006)
+
+
+def _across_nodes(cpus: set[int]) -> list[int]:
+    """The CPUs taken node by node in turn, so N threads spread like pools do."""
+    per_node = []
+    for path in sorted(glob.glob("/sys/devices/system/node/node*/cpulist")):
+        with open(path, encoding="utf-8") as fh:
+            node = [c for c in _cpulist(fh.read()) if c in cpus]
+        if node:
+            per_node.append(node)
+    order = [c for group in itertools.zip_longest(*per_node) for c in group if c is not None]
+    return order + sorted(cpus - set(order)) or sorted(cpus)
+
+
+def _cpulist(text: str) -> list[int]:
+    out = []
+    for part in text.strip().split(","):
+        if part:
+            lo, _sep, hi = part.partition("-")
+            out.extend(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+class _Load:
+    """One spinning process per inference thread while any request runs."""
+
+    def __init__(self, threads: int) -> None:
+        allowed = _across_nodes(os.sched_getaffinity(0))
+        self.cpus = [allowed[i % len(allowed)] for i in range(max(1, threads))]
+        self.lock = threading.Lock()
+        self.users = 0
+        self.stop = multiprocessing.Event()
+        self.procs: list = []
+
+    def __enter__(self):
+        with self.lock:
+            self.users += 1
+            if self.users == 1:
+                self.stop.clear()
+                self.procs = [multiprocessing.Process(target=_spin, args=(c, self.stop), daemon=True)
+                              for c in self.cpus]
+                for p in self.procs:
+                    p.start()
+        return self
+
+    def __exit__(self, *exc):
+        with self.lock:
+            self.users -= 1
+            if self.users == 0:
+                self.stop.set()
+                for p in self.procs:
+                    p.join(5)
+
+
 def serve(module: str, argv: list[str]) -> None:
     host = _arg(argv, "--host", default="127.0.0.1")
     port = int(_arg(argv, "--port", default="30000"))
     model = _arg(argv, "--served-model-name", "--model", "--model_path", default="model")
     failing = os.path.exists(os.path.join(sys.prefix, "standin-fail"))
+    threads = int(_arg(argv, "--kt-cpuinfer", "--cpu_infer", default="1"))
+    curve_file = os.path.join(sys.prefix, "standin-curve.json")
+    curve = None
+    if os.path.exists(curve_file):
+        with open(curve_file, encoding="utf-8") as fh:
+            curve = json.load(fh)
+    rate = tokens_per_second(threads, curve)
+    load = _Load(threads)
     ballast = bytearray(int(os.environ.get("KTFLEET_STANDIN_MIB", "32")) * 1024 * 1024)
     for i in range(0, len(ballast), 4096):  # touch every page so it is resident
         ballast[i] = 1
@@ -45,6 +140,7 @@ def serve(module: str, argv: list[str]) -> None:
         "pid": os.getpid(),
         "prefix": sys.prefix,
         "failing": failing,
+        "tokens_per_second": rate,
         "environment": {k: v for k, v in os.environ.items() if k.startswith(("SGLANG_", "KTFLEET_", "KT_"))},
     }
     with open("standin-run.json", "w", encoding="utf-8") as fh:
@@ -60,6 +156,38 @@ def serve(module: str, argv: list[str]) -> None:
                 self._reply(200, {"object": "list", "data": [{"id": model, "object": "model"}]})
             else:
                 self._reply(404, {"error": "not found"})
+
+        def do_POST(self):  # noqa: N802
+            if failing:
+                self._reply(503, {"error": "stand-in told to fail"})
+                return
+            if self.path != "/v1/completions":
+                self._reply(404, {"error": "not found"})
+                return
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+            n = int(body.get("max_tokens", 16))
+            with load:
+                if body.get("stream"):
+                    self._stream(n)
+                else:
+                    time.sleep(n / rate)
+                    self._reply(200, {"object": "text_completion", "model": model,
+                                      "choices": [{"index": 0, "text": " tok" * n, "finish_reason": "length"}],
+                                      "usage": {"prompt_tokens": 8, "completion_tokens": n, "total_tokens": 8 + n}})
+
+        def _stream(self, n):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            time.sleep(0.05)  # prefill
+            for _ in range(n):
+                chunk = {"object": "text_completion", "choices": [{"index": 0, "text": " tok", "finish_reason": None}]}
+                self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+                self.wfile.flush()
+                time.sleep(1.0 / rate)
+            usage = {"choices": [], "usage": {"prompt_tokens": 8, "completion_tokens": n, "total_tokens": 8 + n}}
+            self.wfile.write(b"data: " + json.dumps(usage).encode() + b"\n\ndata: [DONE]\n\n")
+            self.wfile.flush()
 
         def _reply(self, code, body):
             data = json.dumps(body).encode()
