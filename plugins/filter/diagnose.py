@@ -1,0 +1,57 @@
+"""Filters diagnose and diagnosis_table: a numa_sample result judged against the plan.
+
+Thin shells over plugins/plugin_utils/diagnosis.py; docs in diagnose.yml and
+diagnosis_table.yml beside this file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.ktfleet.numa.plugins.plugin_utils.diagnosis import diagnose as _diagnose
+from ansible_collections.ktfleet.numa.plugins.plugin_utils.diagnosis import render_table as _render_table
+
+
+def _plain(value: Any) -> Any:
+    """Ansible's tagged/lazy containers as plain Python values."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    for kind in (str, int, float):
+        if isinstance(value, kind):
+            return kind(value)
+    return value
+
+
+def diagnose(sample, plan=None, facts=None, throughput=None, **thresholds):
+    if not isinstance(sample, Mapping):
+        raise AnsibleFilterError("diagnose: the input must be a ktfleet.numa.numa_sample result (a mapping)")
+    for label, value in (("plan", plan), ("facts", facts), ("throughput", throughput)):
+        if value is not None and not isinstance(value, Mapping):
+            raise AnsibleFilterError(f"diagnose: {label} must be a mapping or null, got {type(value).__name__}")
+    if isinstance(facts, Mapping) and "nodes" not in facts and isinstance(facts.get("numa"), Mapping):
+        facts = facts["numa"]
+    try:
+        return _diagnose(
+            _plain(sample), _plain(plan), _plain(facts), throughput=_plain(throughput),
+            **{k: _plain(v) for k, v in thresholds.items()},
+        )
+    except ValueError as exc:
+        raise AnsibleFilterError(f"diagnose: {exc}") from None
+
+
+def diagnosis_table(result):
+    if not isinstance(result, Mapping) or not isinstance(result.get("verdicts"), list):
+        raise AnsibleFilterError("diagnosis_table: the input must be a ktfleet.numa.diagnose result")
+    return _render_table(_plain(result))
+
+
+class FilterModule:
+    def filters(self):
+        return {"diagnose": diagnose, "diagnosis_table": diagnosis_table}
