@@ -2,6 +2,7 @@
 
     ktfleet plan --facts host.json --model-name DeepSeek-V3 --weights-bytes 382GB
     ktfleet plan --root /tmp/dump --weights-bytes 378GiB --backend legacy --json
+    ktfleet report build/report > fleet.html        # the fleet report from saved records
 
 Bad input exits 2 with one line on stderr; nothing else is written.
 """
@@ -19,6 +20,7 @@ from typing import Any, NoReturn
 from .errors import PlanError
 from .models import Backend, Plan, Policy
 from .planner import make_plan
+from .report import load_records, render_html, render_markdown
 from .sizes import SIZE_HELP, format_size, parse_size
 
 PLACEHOLDER_MODEL_PATH = "<model_path>"
@@ -89,6 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
     options.add_argument("--port", type=int)
     options.add_argument("--kt-num-gpu-experts", type=int)
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    report = commands.add_parser(
+        "report",
+        help="print the fleet report from saved records",
+        description="Print the fleet report (one HTML page, or Markdown) rendered from the <host>.json "
+        "records playbooks/report.yml saved in DIR.",
+    )
+    report.add_argument("directory", type=Path, metavar="DIR", help="the report directory (ktfleet_report_dir)")
+    report.add_argument("--markdown", action="store_true", help="Markdown instead of HTML")
     return parser
 
 
@@ -175,8 +185,24 @@ def _ids(nodes: list[int]) -> str:
     return ",".join(str(n) for n in nodes) or "-"
 
 
+def _report(args: argparse.Namespace) -> str:
+    if not args.directory.is_dir():
+        raise ValueError(f"{args.directory}: not a directory; give the report directory (ktfleet_report_dir)")
+    records = load_records(args.directory)
+    if not records:
+        raise ValueError(f"{args.directory}: no <host>.json records; run playbooks/report.yml first")
+    return render_markdown(records) if args.markdown else render_html(records)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "report":
+        try:
+            sys.stdout.write(_report(args))
+        except ValueError as exc:
+            print(f"ktfleet: error: {exc}", file=sys.stderr)
+            return 2
+        return 0
     try:
         plan = _plan(args)
     except PlanError as exc:

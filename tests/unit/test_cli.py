@@ -1,4 +1,4 @@
-"""ktfleet plan: the operator's look before deploying."""
+"""ktfleet plan: the operator's look before deploying; ktfleet report: the fleet report."""
 
 from __future__ import annotations
 
@@ -146,6 +146,36 @@ def test_bad_facts_file(content, message, tmp_path, capsys):
 def test_root_must_be_a_directory(tmp_path, capsys):
     code, _, err = run(["plan", "--root", str(tmp_path / "nope"), "--weights-bytes", "1G"], capsys)
     assert code == 2 and "--root:" in err
+
+
+def test_report_prints_the_saved_records(tmp_path, capsys):
+    facts = seed_host()
+    record = {"host": "gpu-a01", "updated": "2025-06-01T00:00:00Z", "facts": facts}
+    (tmp_path / "gpu-a01.json").write_text(json.dumps(record))
+    code, out, err = run(["report", str(tmp_path)], capsys)
+    assert code == 0 and err == "" and out.startswith("<!DOCTYPE html>") and 'data-host="gpu-a01"' in out
+    code, out, _ = run(["report", str(tmp_path), "--markdown"], capsys)
+    assert code == 0 and out.startswith("# ktfleet fleet report") and "\n## gpu-a01\n" in out
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        (None, "ktfleet: error: {dir}: not a directory"),
+        ({}, "ktfleet: error: {dir}: no <host>.json records"),
+        ({"a.json": '{"host": "a", "updated": "2025-01-01", "plan": {"cpu_infer": "x"}}'},
+         "ktfleet: error: {dir}/a.json: plan.cpu_infer: must be an int, got 'x'"),
+    ],
+)  # fmt: skip
+def test_report_bad_directory_exits_2_with_one_line(files, message, tmp_path, capsys):
+    directory = tmp_path / "report"
+    if files is not None:
+        directory.mkdir()
+        for name, text in files.items():
+            (directory / name).write_text(text)
+    code, out, err = run(["report", str(directory)], capsys)
+    assert code == 2 and out == ""
+    assert err.startswith(message.format(dir=directory)) and err.count("\n") == 1
 
 
 def test_console_script_is_installed(facts_file):
