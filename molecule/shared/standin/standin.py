@@ -180,11 +180,14 @@ def serve(module: str, argv: list[str]) -> None:
             self.send_header("Content-Type", "text/event-stream")
             self.end_headers()
             time.sleep(0.05)  # prefill
-            for _ in range(n):
+            start = time.monotonic()
+            for i in range(n):
+                # on a schedule, not sleep-after-write: a late wake-up on a busy
+                # (emulated) CPU must not slow every later token
+                time.sleep(max(0.0, start + i / rate - time.monotonic()))
                 chunk = {"object": "text_completion", "choices": [{"index": 0, "text": " tok", "finish_reason": None}]}
                 self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
                 self.wfile.flush()
-                time.sleep(1.0 / rate)
             usage = {"choices": [], "usage": {"prompt_tokens": 8, "completion_tokens": n, "total_tokens": 8 + n}}
             self.wfile.write(b"data: " + json.dumps(usage).encode() + b"\n\ndata: [DONE]\n\n")
             self.wfile.flush()
