@@ -55,11 +55,12 @@ def tokens_per_second(threads: int, curve: dict | None) -> float:
     return peak * max(0.1, 1.0 - drop * (threads - knee))
 
 
-def _spin(cpu: int, stop) -> None:
+def _spin(cpu: int, busy) -> None:
     with contextlib.suppress(OSError):
         os.sched_setaffinity(0, {cpu})
-    # 40% duty: visible per node, yet leaves the (emulated) CPUs room to serve
-    while not stop.is_set():
+    # 40% duty while busy: visible per node, yet leaves the (emulated) CPUs room to serve
+    while True:
+        busy.wait()
         end = time.monotonic() + 0.004
         while time.monotonic() < end:
             pass
@@ -88,34 +89,36 @@ def _cpulist(text: str) -> list[int]:
 
 
 class _Load:
-    """One spinning process per inference thread while any request runs."""
+    """One spinning process per inference thread, spinning while any request runs.
+
+    The processes live as long as the server (as kt-kernel's pools do), so a
+    sampler that diffs per-process CPU time over a window sees them.
+    """
 
     def __init__(self, threads: int) -> None:
         allowed = _across_nodes(os.sched_getaffinity(0))
         self.cpus = [allowed[i % len(allowed)] for i in range(max(1, threads))]
         self.lock = threading.Lock()
         self.users = 0
-        self.stop = multiprocessing.Event()
+        self.busy = multiprocessing.Event()
         self.procs: list = []
 
     def __enter__(self):
         with self.lock:
-            self.users += 1
-            if self.users == 1:
-                self.stop.clear()
-                self.procs = [multiprocessing.Process(target=_spin, args=(c, self.stop), daemon=True)
+            if not self.procs:
+                self.procs = [multiprocessing.Process(target=_spin, args=(c, self.busy), daemon=True)
                               for c in self.cpus]
                 for p in self.procs:
                     p.start()
+            self.users += 1
+            self.busy.set()
         return self
 
     def __exit__(self, *exc):
         with self.lock:
             self.users -= 1
             if self.users == 0:
-                self.stop.set()
-                for p in self.procs:
-                    p.join(5)
+                self.busy.clear()
 
 
 def serve(module: str, argv: list[str]) -> None:
