@@ -7,26 +7,12 @@ diagnosis_table.yml beside this file.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.ktfleet.numa.plugins.plugin_utils.diagnosis import diagnose as _diagnose
 from ansible_collections.ktfleet.numa.plugins.plugin_utils.diagnosis import render_table as _render_table
-
-
-def _plain(value: Any) -> Any:
-    """Ansible's tagged/lazy containers as plain Python values."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, bool) or value is None:
-        return value
-    for kind in (str, int, float):
-        if isinstance(value, kind):
-            return kind(value)
-    return value
+from ansible_collections.ktfleet.numa.plugins.plugin_utils.plain import plain as _plain
 
 
 def diagnose(sample, plan=None, facts=None, throughput=None, **thresholds):
