@@ -408,6 +408,10 @@ WRAPPER = """
 - name: Facts, plan and a tuning result for the report
   hosts: gpu_nodes
   gather_facts: false
+  vars:  # the inventory describes far-away hosts; these stand in for them
+    ansible_connection: local
+    ansible_become: false
+    ansible_python_interpreter: PYTHON
   tasks:
     - name: Facts from the recorded machine
       ktfleet.numa.numa_facts:
@@ -429,25 +433,29 @@ WRAPPER = """
 def test_playbook_writes_once_and_keeps_saved_parts(tmp_path):
     topologies = REPO / "inventory/topologies"
     inventory = tmp_path / "hosts.yml"
-    inventory.write_text(
-        "all:\n  vars:\n    ansible_connection: local\n    ansible_python_interpreter: " + sys.executable + "\n"
+    inventory.write_text(  # hosts the controller cannot reach: the report must not try to
+        "all:\n  vars:\n    ansible_connection: ssh\n    ansible_host: 192.0.2.1\n    ansible_user: nobody\n"
+        "    ansible_become: true\n    ansible_python_interpreter: /nonexistent/python3\n"
         "    ktfleet_model: {name: m, weights_bytes: 1G, model_path: /m, weights_path: /w}\n"
         "gpu_nodes:\n  hosts:\n"
         f"    xeon:\n      ktfleet_facts_root: {topologies}/32intel64-2p8co2t+8ve.tar.bz2\n"
         f"    knl:\n      ktfleet_facts_root: {topologies}/64intel64-fakeKNL-SNC4-hybrid.tar.bz2\n"
     )
     wrapper = tmp_path / "wrapper.yml"
-    wrapper.write_text(WRAPPER.replace("REPORT", str(REPO / "playbooks/report.yml")))
+    wrapper.write_text(
+        WRAPPER.replace("REPORT", str(REPO / "playbooks/report.yml")).replace("PYTHON", sys.executable)
+    )
     out = tmp_path / "report"
 
-    def play(playbook: Path, *args: str) -> dict[str, int]:
+    def play(playbook: Path, *args: str, hosts: str = "xeon") -> dict[str, int]:
         run = subprocess.run(
             [str(Path(sys.executable).parent / "ansible-playbook"), str(playbook), "-i", str(inventory),
              "-e", f"ktfleet_report_dir={out}", *args],
             cwd=REPO, capture_output=True, text=True, env={"ANSIBLE_FORCE_COLOR": "0", "PATH": "/usr/bin:/bin"},
         )  # fmt: skip
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
-        counts = re.search(r"^localhost\s+:\s+(ok=.*)$", run.stdout, re.M)[1]
+        assert "localhost" not in run.stdout, "every task runs on the controller as the fleet's first host"
+        counts = re.search(rf"^{hosts}\s+:\s+(ok=.*)$", run.stdout, re.M)[1]
         return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", counts)}
 
     assert play(wrapper, "--check")["changed"] > 0
@@ -460,3 +468,11 @@ def test_playbook_writes_once_and_keeps_saved_parts(tmp_path):
     assert {p.name: p.read_bytes() for p in out.iterdir()} == written
     saved = json.loads((out / "xeon.json").read_text())
     assert saved["tune"]["chosen"] == 4 and saved["plan"]["policy"] == "shard"
+
+    # --limit: the play still runs (as the limited host) and merges that host only
+    bigger = '{"ktfleet_model": {"name": "m", "weights_bytes": "2G", "model_path": "/m", "weights_path": "/w"}}'
+    assert play(wrapper, "--limit", "knl", "-e", bigger, hosts="knl")["changed"] == 3  # knl's record, page, Markdown
+    assert (out / "xeon.json").read_bytes() == written["xeon.json"], "hosts outside the limit keep their record"
+    knl = json.loads((out / "knl.json").read_text())
+    assert knl["plan"] != json.loads(written["knl.json"])["plan"] and knl["tune"]["chosen"] == 4
+    assert "xeon" in (out / "REPORT.md").read_text(), "the page still shows every saved host"
