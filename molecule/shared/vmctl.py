@@ -130,7 +130,9 @@ INCLUDE_PACKAGES = [
     "curl", "ca-certificates",
 ]
 KERNEL_PACKAGE = "linux-image-cloud-amd64"
-CHROOT_PACKAGES = [KERNEL_PACKAGE, "initramfs-tools", "zstd", "busybox-static"]
+# linux-perf: diagnose.yml reads perf stat where perf is installed (software counters such
+# as cpu-migrations count under TCG; hardware cache counters are <not supported> there).
+CHROOT_PACKAGES = [KERNEL_PACKAGE, "initramfs-tools", "zstd", "busybox-static", "linux-perf"]
 # Debian's own initrd (kept as initrd-debian.img, KTFLEET_INITRD=debian) gets these:
 INITRAMFS_MODULES = ["virtio_pci", "virtio_blk", "virtio_net", "ext4"]
 # The initrd vmctl boots by default is its own: static busybox, the modules that
