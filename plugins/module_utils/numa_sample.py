@@ -29,8 +29,9 @@ Two snapshots ``window`` seconds apart, each of:
   every CPU, where the host exposes them;
 
 then, once, ``numa_maps`` of every process (``module_utils/placement.py``),
-``/proc/meminfo`` and each node's ``meminfo``.  ``perf stat -x,`` runs on the
-same processes in parallel with the window when it is installed.
+``/proc/meminfo`` and each node's ``meminfo``.  ``perf stat -x,``, one per
+counter, runs on the same processes in parallel with the window when it is
+installed.
 """
 
 from __future__ import annotations
@@ -187,9 +188,17 @@ def parse_perf_csv(text: str, events=PERF_EVENTS) -> dict[str, dict]:
     return {name: out[name] for name in events}
 
 
-def perf_command(perf: str, pids, window: float, events=PERF_EVENTS) -> list[str]:
-    return [perf, "stat", "-x,", "-e", ",".join(events), "-p", ",".join(str(p) for p in pids),
-            "--", "sleep", f"{window:g}"]
+def perf_commands(perf: str, pids, window: float, events=PERF_EVENTS) -> list[list[str]]:
+    """One ``perf stat`` per counter, all run side by side.
+
+    perf 6.1 (Debian 12) lists a process's threads, then opens each counter on
+    each of them; a thread that exits in between is forgiven (ESRCH) only while
+    perf opens its first counter, and fails the whole run on any later one.  A
+    threaded server under load always has such threads: with the four counters
+    in one perf, 19 runs in 30 failed against a thread-churning process here.
+    """
+    targets = ",".join(str(p) for p in pids)
+    return [[perf, "stat", "-x,", "-e", event, "-p", targets, "--", "sleep", f"{window:g}"] for event in events]
 
 
 # ----------------------------------------------------------------------------
@@ -340,14 +349,14 @@ def _snapshot(reader: _Reader, main: int, pids: list[int], nodes: list[int], cpu
 # perf, in parallel with the window
 
 
-def _perf_unavailable(reason: str, command=None) -> dict:
-    return {"available": False, "reason": reason, "command": command, "rc": None,
+def _perf_unavailable(reason: str, commands=None) -> dict:
+    return {"available": False, "reason": reason, "commands": commands, "rc": None,
             "events": {name: {"value": None, "status": "missing", "unit": None, "running_pct": None}
                        for name in PERF_EVENTS}}
 
 
 def _start_perf(mode: str, root: str, pids: list[int], window: float, which, popen):
-    """(process or None, result so far)."""
+    """(perf processes, or None, and the result so far)."""
     if mode == "false":
         return None, _perf_unavailable("perf=false: not requested")
     if os.path.realpath(root) != "/":
@@ -355,29 +364,44 @@ def _start_perf(mode: str, root: str, pids: list[int], window: float, which, pop
     perf = which("perf")
     if not perf:
         return None, _perf_unavailable("perf is not installed (linux-perf / linux-tools)")
-    command = perf_command(perf, pids, window)
+    commands = perf_commands(perf, pids, window)
+    procs = []
     try:
-        proc = popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                     env=dict(os.environ, LC_ALL="C"))
+        for command in commands:
+            procs.append(popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, env=dict(os.environ, LC_ALL="C")))
     except OSError as exc:
-        return None, _perf_unavailable(f"cannot run perf: {exc}", command)
-    return proc, {"available": True, "reason": None, "command": command, "rc": None, "events": {}}
+        _stop(procs)
+        return None, _perf_unavailable(f"cannot run perf: {exc}", commands)
+    return procs, {"available": True, "reason": None, "commands": commands, "rc": None, "events": {}}
 
 
-def _finish_perf(proc, result: dict, window: float) -> dict:
-    try:
-        _out, err = proc.communicate(timeout=window + 30)
-    except subprocess.TimeoutExpired:
+def _stop(procs) -> None:
+    for proc in procs:
         proc.kill()
-        _out, err = proc.communicate()
-        return _perf_unavailable(f"perf did not finish within {window + 30:g} s", result["command"])
-    text = err.decode("utf-8", "replace") if isinstance(err, bytes) else (err or "")
+        proc.communicate()
+
+
+def _finish_perf(procs, result: dict, window: float, clock=time.monotonic) -> dict:
+    deadline = clock() + window + 30
+    texts, rcs = [], []
+    for proc in procs:
+        try:
+            _out, err = proc.communicate(timeout=max(0.0, deadline - clock()))
+        except subprocess.TimeoutExpired:
+            _stop(procs)
+            return _perf_unavailable(f"perf did not finish within {window + 30:g} s", result["commands"])
+        texts.append(err.decode("utf-8", "replace") if isinstance(err, bytes) else (err or ""))
+        rcs.append(proc.returncode)
+    text = "".join(texts)
     events = parse_perf_csv(text)
-    result = dict(result, rc=proc.returncode, events=events)
+    # the worst exit status stands for all: 0 only when every perf succeeded
+    result = dict(result, rc=next((rc for rc in rcs if rc), 0), events=events)
     if all(e["status"] == "missing" for e in events.values()):
-        noise = [line.strip() for line in text.splitlines() if line.strip()]
+        # perf's errors start with a bare "Error:" line: the next one says what went wrong
+        noise = [line.strip() for line in text.splitlines() if line.strip() not in ("", "Error:")]
         result["available"] = False
-        result["reason"] = f"perf exited {proc.returncode} without counters: " + (
+        result["reason"] = f"perf exited {result['rc']} without counters: " + (
             noise[0][:200] if noise else "no output")
     elif all(e["value"] is None for e in events.values()):
         result["available"] = False
@@ -557,13 +581,13 @@ def sample(pid: int, root: str = "/", window: float = 10.0, perf: str = "auto", 
     node_of = {cpu: node for node, members in node_cpus.items() for cpu in members}
     nodes = sorted(node_cpus)
 
-    perf_proc, perf_result = _start_perf(str(perf).lower(), root, pids, window, which, popen)
+    perf_procs, perf_result = _start_perf(str(perf).lower(), root, pids, window, which, popen)
     first = _snapshot(reader, pid, pids, nodes, cpus, clock, ticks)
     sleep(max(0.0, first["at"] + window - clock()))
     later = _tree(reader, pid) if children else [pid]
     second = _snapshot(reader, pid, sorted(set(pids) | set(later)), nodes, cpus, clock, ticks)
-    if perf_proc is not None:
-        perf_result = _finish_perf(perf_proc, perf_result, window)
+    if perf_procs is not None:
+        perf_result = _finish_perf(perf_procs, perf_result, window)
     if pid not in second["procs"]:
         reader.warn(f"proc/{pid}/stat", "the process exited during the window")
     elapsed = max(second["at"] - first["at"], 1e-9)

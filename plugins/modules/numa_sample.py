@@ -19,9 +19,10 @@ description:
     process spent its CPU time, and the counters' growth.
   - Also reads, once, the process's per-node memory from C(numa_maps) (what C(numastat -p) shows),
     C(/proc/meminfo) and each node's C(meminfo).
-  - Runs C(perf stat -x, -e cache-misses,cache-references,cpu-migrations,context-switches) on the
-    processes in parallel with the window when C(perf) is installed; unsupported counters (usual in
-    virtual machines) are reported as such.
+  - Runs C(perf stat -x, -e <counter>) for each of cache-misses, cache-references, cpu-migrations and
+    context-switches on the processes, in parallel with the window, when C(perf) is installed; one perf
+    per counter because perf 6.1 fails a whole multi-counter run when a thread exits while it attaches.
+    Unsupported counters (usual in virtual machines) are reported as such.
   - Returns measurements only; P(ktfleet.numa.diagnose#filter) turns them into verdicts.
   - Only reads (perf attaches read-only counters); it never changes the host. Missing or unreadable
     files are listed in RV(sample_warnings), naming the file, and never fail the task.
@@ -158,8 +159,10 @@ thermal:
   type: dict
 perf:
   description:
-    - C({available, reason, command, rc, events}); C(events) maps each counter to C({value, status, unit,
-      running_pct}), C(status) being C(counted), C(not supported), C(not counted) or C(missing).
+    - C({available, reason, commands, rc, events}); C(commands) is the perf command line of each counter,
+      C(rc) the first non-zero exit status among them (0 when every perf succeeded); C(events) maps each
+      counter to C({value, status, unit, running_pct}), C(status) being C(counted), C(not supported),
+      C(not counted) or C(missing).
   returned: success
   type: dict
 sample_warnings:
