@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from planner_hosts import DEEPSEEK_V3_Q4KM, GB, NodeSpec, make_facts, seed_host
 
@@ -170,6 +171,18 @@ def test_bench_measures_the_curve_speed(standin_server):
     assert 0.6 * 40 * 4 / 7 <= result["median"] <= 1.05 * 40 * 4 / 7
     assert len(result["samples"]) == 3
     assert all(t >= 0.04 for t in result["time_to_first_token"])  # prefill excluded from the rate
+
+
+def test_a_killed_standin_leaves_no_spinners_behind(standin_server):
+    url = standin_server(2, CURVE)
+    decode_bench.bench(url, max_tokens=4, warmup=0, samples=1)  # load: the spinners start
+    port = int(url.rsplit(":", 1)[1])
+    server = next(p for p in psutil.Process().children() if str(port) in p.cmdline())
+    spinners = server.children()
+    assert len(spinners) == 2
+    server.kill()  # as the fixture and systemd's SIGKILL do: no clean-up in the server
+    gone, alive = psutil.wait_procs(spinners, timeout=5)
+    assert not alive, f"spinners left running: {[p.pid for p in alive]}"
 
 
 def test_bench_reports_a_failing_server_clearly(tmp_path, standin_server):

@@ -56,11 +56,15 @@ def tokens_per_second(threads: int, curve: dict | None) -> float:
 
 
 def _spin(cpu: int, busy) -> None:
+    parent = os.getppid()
     with contextlib.suppress(OSError):
         os.sched_setaffinity(0, {cpu})
-    # 40% duty while busy: visible per node, yet leaves the (emulated) CPUs room to serve
-    while True:
-        busy.wait()
+    # 40% duty while busy: visible per node, yet leaves the (emulated) CPUs room to serve.
+    # A server killed outright (SIGKILL skips multiprocessing's clean-up) must not leave its
+    # spinners behind, idle or spinning: they stop once they are orphaned.
+    while os.getppid() == parent:
+        if not busy.wait(timeout=1.0):
+            continue
         end = time.monotonic() + 0.004
         while time.monotonic() < end:
             pass
