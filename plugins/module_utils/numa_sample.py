@@ -191,11 +191,9 @@ def parse_perf_csv(text: str, events=PERF_EVENTS) -> dict[str, dict]:
 def perf_commands(perf: str, pids, window: float, events=PERF_EVENTS) -> list[list[str]]:
     """One ``perf stat`` per counter, all run side by side.
 
-    perf 6.1 (Debian 12) lists a process's threads, then opens each counter on
-    each of them; a thread that exits in between is forgiven (ESRCH) only while
-    perf opens its first counter, and fails the whole run on any later one.  A
-    threaded server under load always has such threads: with the four counters
-    in one perf, 19 runs in 30 failed against a thread-churning process here.
+    perf 6.1 (Debian 12) forgives a thread that exits while it attaches (ESRCH)
+    only while opening its first counter; a threaded server under load always
+    has such threads (measurements in docs/diagnose.md).
     """
     targets = ",".join(str(p) for p in pids)
     return [[perf, "stat", "-x,", "-e", event, "-p", targets, "--", "sleep", f"{window:g}"] for event in events]
@@ -382,12 +380,12 @@ def _stop(procs) -> None:
         proc.communicate()
 
 
-def _finish_perf(procs, result: dict, window: float, clock=time.monotonic) -> dict:
-    deadline = clock() + window + 30
+def _finish_perf(procs, result: dict, window: float) -> dict:
+    deadline = time.monotonic() + window + 30
     texts, rcs = [], []
     for proc in procs:
         try:
-            _out, err = proc.communicate(timeout=max(0.0, deadline - clock()))
+            _out, err = proc.communicate(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             _stop(procs)
             return _perf_unavailable(f"perf did not finish within {window + 30:g} s", result["commands"])
@@ -395,7 +393,7 @@ def _finish_perf(procs, result: dict, window: float, clock=time.monotonic) -> di
         rcs.append(proc.returncode)
     text = "".join(texts)
     events = parse_perf_csv(text)
-    # the worst exit status stands for all: 0 only when every perf succeeded
+    # the first failure's exit status stands for all: 0 only when every perf succeeded
     result = dict(result, rc=next((rc for rc in rcs if rc), 0), events=events)
     if all(e["status"] == "missing" for e in events.values()):
         # perf's errors start with a bare "Error:" line: the next one says what went wrong

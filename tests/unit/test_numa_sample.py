@@ -243,10 +243,12 @@ def test_perf_commands_one_per_counter():
 class FakePopen:
     """perf processes; each prints what the run gives it for its counter (stderr text, exit status)."""
 
-    def __init__(self, by_event: dict[str, tuple[str, int]]):
-        self.by_event, self.commands, self.killed = by_event, [], 0
+    def __init__(self, by_event: dict[str, tuple[str, int]], fail_at: int | None = None):
+        self.by_event, self.fail_at, self.commands, self.killed = by_event, fail_at, [], 0
 
     def __call__(self, command, **kwargs):
+        if len(self.commands) == self.fail_at:
+            raise OSError("Too many open files")
         self.commands.append(command)
         return FakeProcess(self, *self.by_event[command[command.index("-e") + 1]])
 
@@ -306,6 +308,12 @@ def test_perf_runs_beside_the_window_and_reports_its_failures():
     vm = FakePopen(perf_lines("<not supported>,,cache-misses,0,100.00,,\n<not counted>,,cpu-migrations,0,100.00,,\n"))
     result = perf_run(vm)
     assert not result["available"] and "cache-misses not supported" in result["reason"]
+
+    # a perf that cannot start stops those already started
+    third_fails = FakePopen(perf_lines(PERF_OUT), fail_at=2)
+    result = perf_run(third_fails)
+    assert not result["available"] and result["reason"] == "cannot run perf: Too many open files"
+    assert third_fails.killed == 2
 
     popen = FakePopen(perf_lines(PERF_OUT))
     assert ns._start_perf("auto", "/", [5], 1.0, lambda name: None, popen)[1]["reason"].startswith(

@@ -181,7 +181,7 @@ def test_a_killed_standin_leaves_no_spinners_behind(standin_server):
     spinners = server.children()
     assert len(spinners) == 2
     server.kill()  # as the fixture and systemd's SIGKILL do: no clean-up in the server
-    gone, alive = psutil.wait_procs(spinners, timeout=5)
+    _gone, alive = psutil.wait_procs(spinners, timeout=5)
     assert not alive, f"spinners left running: {[p.pid for p in alive]}"
 
 
