@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """How fast is ktfleet.numa.numa_facts, next to hwloc's lstopo and Ansible's setup?
 
-1. gather() in process (median of many runs) against one whole
-   ``HWLOC_FSROOT=<root> lstopo-no-graphics --of xml`` run (plain
+1. gather() in process (median of many runs), and the facts as a whole Python
+   process (start-up included: what one module run pays at least), against one
+   whole ``HWLOC_FSROOT=<root> lstopo-no-graphics --of xml`` run (plain
    ``lstopo-no-graphics --of xml`` for this machine's ``/``), on the two largest
    dumps, a small one and the live host; both must agree on the NUMA node and
-   PU counts (read from the XML).
+   PU counts (read from the XML). The whole process and lstopo run interleaved
+   in rounds; the ratio is the median of each round's own ratio.
 2. The whole module through Ansible (``ansible localhost -m
    ktfleet.numa.numa_facts``) against ``ansible localhost -m ansible.builtin.setup
-   -a gather_subset=hardware``.
+   -a gather_subset=hardware``, interleaved the same way.
 
 Prints a Markdown table and writes it to benchmarks/results-facts.md.
 Run from anywhere: ``.venv/bin/python benchmarks/bench_facts.py [--quick]``.
@@ -17,7 +19,6 @@ Run from anywhere: ``.venv/bin/python benchmarks/bench_facts.py [--quick]``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import re
@@ -39,7 +40,6 @@ TOPOLOGIES = REPO.parent / "shared" / "topologies"
 DUMPS = ["256ia64-64n2s2c", "256ppc-8n8s4t", "8em64t-4c2t"]
 BIN = Path(sys.executable).parent
 LSTOPO = shutil.which("lstopo-no-graphics") or "lstopo-no-graphics"
-HYPERFINE = shutil.which("hyperfine")
 
 
 def time_gather(root: str, runs: int) -> float:
@@ -53,24 +53,36 @@ def time_gather(root: str, runs: int) -> float:
     return statistics.median(times)
 
 
-def time_command(cmd: list[str], env: dict, runs: int, warmup: int = 1) -> float:
-    """Median wall seconds of a whole command: hyperfine when installed, else a loop."""
-    if HYPERFINE:
-        with tempfile.NamedTemporaryFile(suffix=".json") as out:
-            subprocess.run(
-                [HYPERFINE, "--shell=none", "--style=none", f"--warmup={warmup}", f"--runs={runs}",
-                 "--export-json", out.name, subprocess.list2cmdline(cmd)],
-                env=env, cwd=REPO, check=True, stdout=subprocess.DEVNULL,
-            )  # fmt: skip
-            return json.loads(Path(out.name).read_text())["results"][0]["median"]
-    for _ in range(warmup):
+def interleaved(commands: dict[str, tuple[list[str], dict]], rounds: int) -> dict[str, list[float]]:
+    """Wall seconds of each command per round, one warm-up each; the order rotates
+    every round so drift in the machine's load falls on every command alike."""
+    names = list(commands)
+    for cmd, env in commands.values():
         subprocess.run(cmd, env=env, cwd=REPO, check=True, capture_output=True)
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        subprocess.run(cmd, env=env, cwd=REPO, check=True, capture_output=True)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for rnd in range(rounds):
+        for name in names[rnd % len(names):] + names[: rnd % len(names)]:
+            cmd, env = commands[name]
+            started = time.perf_counter()
+            subprocess.run(cmd, env=env, cwd=REPO, check=True, capture_output=True)
+            times[name].append(time.perf_counter() - started)
+    return times
+
+
+def ratio(times: dict[str, list[float]], a: str, b: str) -> float:
+    """Median over rounds of a/b, each a against the b of its own round."""
+    return statistics.median(x / y for x, y in zip(times[a], times[b], strict=True))
+
+
+def spread_ms(values: list[float]) -> str:
+    return f"{statistics.median(values) * 1000:.1f} ({min(values) * 1000:.1f}-{max(values) * 1000:.1f})"
+
+
+FACTS_PROCESS = (
+    "import sys; sys.path.insert(0, sys.argv[2]); "
+    "from ansible_collections.ktfleet.numa.plugins.module_utils.topology import gather; "
+    "gather(sys.argv[1], gpu_memory=False)"
+)
 
 
 def lstopo_env(root: str) -> dict:
@@ -105,14 +117,17 @@ def main() -> int:
         "",
         f"{time.strftime('%Y-%m-%d %H:%M')}, {platform.node()}: {os.cpu_count()} CPUs, Python "
         f"{platform.python_version()}, {subprocess.run([LSTOPO, '--version'], capture_output=True, text=True).stdout.strip()}"
-        f", {'hyperfine' if HYPERFINE else 'subprocess loop'} for whole commands.",
+        f", whole commands timed in interleaved rounds; load average {os.getloadavg()[0]:.1f} at the start.",
         "",
         "## gather() in process vs one `lstopo-no-graphics --of xml` run",
         "",
-        f"gather(): median of {gather_runs} runs in one process; lstopo: median of {lstopo_runs} whole runs.",
+        f"gather(): median of {gather_runs} runs in one process. Whole process (`python -c 'gather(root)'`, "
+        f"interpreter start-up and imports included) and lstopo: {lstopo_runs} rounds, interleaved, "
+        "median (min-max); ratios are medians of each round's own ratio.",
         "",
-        "| root | gather() ms | lstopo ms | gather/lstopo | NUMA nodes (ours/hwloc) | PUs (ours/hwloc) | agree |",
-        "| --- | ---: | ---: | ---: | --- | --- | --- |",
+        "| root | gather() in process ms | facts as a process ms | lstopo ms | in process/lstopo "
+        "| process/lstopo | NUMA nodes (ours/hwloc) | PUs (ours/hwloc) | agree |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |",
     ]
     disagreements = 0
     with tempfile.TemporaryDirectory(prefix="bench-facts-") as tmp:
@@ -129,9 +144,14 @@ def main() -> int:
             agree = (nodes, pus) == (hw_nodes, hw_pus)
             disagreements += not agree
             t_gather = time_gather(root, gather_runs)
-            t_lstopo = time_command([LSTOPO, "--of", "xml"], lstopo_env(root), lstopo_runs)
+            times = interleaved({
+                "process": ([sys.executable, "-c", FACTS_PROCESS, root, str(REPO / ".collections")], dict(os.environ)),
+                "lstopo": ([LSTOPO, "--of", "xml"], lstopo_env(root)),
+            }, lstopo_runs)
+            t_lstopo = statistics.median(times["lstopo"])
             lines.append(
-                f"| {label} | {ms(t_gather)} | {ms(t_lstopo)} | {t_gather / t_lstopo:.2f} | {nodes}/{hw_nodes} "
+                f"| {label} | {ms(t_gather)} | {spread_ms(times['process'])} | {spread_ms(times['lstopo'])} "
+                f"| {t_gather / t_lstopo:.2f} | {ratio(times, 'process', 'lstopo'):.2f} | {nodes}/{hw_nodes} "
                 f"| {pus}/{hw_pus} | {'yes' if agree else '**NO**'} |"
             )
             print(lines[-1], flush=True)
@@ -143,20 +163,22 @@ def main() -> int:
         )
         env = dict(os.environ, ANSIBLE_DEPRECATION_WARNINGS="0", ANSIBLE_NOCOLOR="1")
         base = [str(BIN / "ansible"), "localhost", "-i", str(inventory)]
-        t_module = time_command(base + ["-m", "ktfleet.numa.numa_facts"], env, ansible_runs)
-        t_setup = time_command(
-            base + ["-m", "ansible.builtin.setup", "-a", "gather_subset=hardware"], env, ansible_runs
-        )
+        times = interleaved({
+            "module": (base + ["-m", "ktfleet.numa.numa_facts"], env),
+            "setup": (base + ["-m", "ansible.builtin.setup", "-a", "gather_subset=hardware"], env),
+        }, ansible_runs)
     lines += [
         "",
         "## The whole module through Ansible, on this machine",
         "",
-        f"Median of {ansible_runs} whole `ansible localhost` runs (local connection), one warm-up each.",
+        f"{ansible_runs} rounds of whole `ansible localhost` runs (local connection), interleaved, one warm-up each; "
+        "median (min-max) ms.",
         "",
-        "| command | seconds | ratio to setup |",
+        "| command | ms | ratio to setup (same round) |",
         "| --- | ---: | ---: |",
-        f"| `ansible localhost -m ktfleet.numa.numa_facts` | {t_module:.3f} | {t_module / t_setup:.2f} |",
-        f"| `ansible localhost -m ansible.builtin.setup -a gather_subset=hardware` | {t_setup:.3f} | 1.00 |",
+        f"| `ansible localhost -m ktfleet.numa.numa_facts` | {spread_ms(times['module'])} | "
+        f"{ratio(times, 'module', 'setup'):.2f} |",
+        f"| `ansible localhost -m ansible.builtin.setup -a gather_subset=hardware` | {spread_ms(times['setup'])} | 1.00 |",
         "",
     ]
     print("\n".join(lines[-5:]))

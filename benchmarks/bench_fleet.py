@@ -1,13 +1,18 @@
-"""Planning and rendering for a 100-host fleet in check mode (issue: deploy at scale).
+"""deploy.yml --check over a fleet of recorded demo hosts: this tree (B) against a baseline (A).
 
-Builds an inventory of N demo hosts (cycling through the recorded topologies of
-inventory/topologies, all fitting) and times `deploy.yml --check` over it, with
-the Ansible settings stated, next to the same run for 10 hosts so the fixed
-cost (start-up, parsing) separates from the per-host cost.
+Builds an inventory of N hosts (cycling through the recorded topologies of
+inventory/topologies, all fitting, facts from the dump archives) and times
+``deploy.yml --check`` over it for each size, A and B interleaved in rounds
+(A then B in even rounds, B then A in odd ones, so drift in the machine's load
+falls on both alike). Reports, per size, the median and the spread (min-max) of
+each and the median of the per-round ratios B/A (each B against the A of its
+own round), and checks that both print the same fleet table.
 
-    .venv/bin/python benchmarks/bench_fleet.py [--hosts 100] [--forks 20]
+    .venv/bin/python benchmarks/bench_fleet.py --baseline-rev fe03626 [--sizes 10 50 100 200] [--rounds 3]
+    .venv/bin/python benchmarks/bench_fleet.py --sizes 100 --rounds 1     # B alone
 
-Writes benchmarks/results-fleet.md.
+The baseline is ``git archive REV`` unpacked into a temporary directory (no
+worktree), run by the same virtual environment. Writes benchmarks/results-fleet.md.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,56 +37,108 @@ SHAPES = [
 ]
 
 
-def inventory(path: Path, hosts: int, stage: Path) -> None:
-    lines = ["gpu_nodes:", "  hosts:"]
+def inventory(tree: Path, path: Path, hosts: int, stage: Path) -> None:
+    # a 2 GiB MoE model (the recorded machines carry 4-120 GiB), its config from the demo's models
+    model = tree / "inventory/demo_models/Qwen3-30B-A3B"
+    lines = [
+        "gpu_nodes:",
+        "  vars:",
+        "    ktfleet_model: {name: OLMoE-1B-7B, weights_bytes: 2G, moe_intermediate_size: 1024,",
+        f"                    model_path: {model}, weights_path: {model}}}",
+        "  hosts:",
+    ]
     for i in range(hosts):
         dump, extra = SHAPES[i % len(SHAPES)]
         lines.append(f"    bench-{i:03d}:")
-        lines.append(f"      ktfleet_facts_root: {REPO}/inventory/topologies/{dump}.tar.bz2")
+        lines.append(f"      ktfleet_facts_root: {tree}/inventory/topologies/{dump}.tar.bz2")
         lines.append(f"      ktfleet_system_root: {stage}/bench-{i:03d}")
         lines += [f"      {k}: {v}" for k, v in extra.items()]
     path.mkdir(parents=True)
     (path / "hosts.yml").write_text("\n".join(lines) + "\n")
-    # the demo's group_vars (connection local, staged, model) apply unchanged
-    (path / "group_vars").symlink_to(REPO / "inventory/demo/group_vars")
-    (path / "model").symlink_to(REPO / "inventory/demo/model")
+    # the demo's group_vars (connection local, staged) apply unchanged
+    (path / "group_vars").symlink_to(tree / "inventory/demo/group_vars")
 
 
-def run(hosts: int, forks: int, tmp: Path) -> float:
-    inv = tmp / f"inv-{hosts}"
-    inventory(inv, hosts, tmp / f"stage-{hosts}")
-    env = {**os.environ, "ANSIBLE_FORKS": str(forks)}
+def fleet_table(stdout: str) -> str:
+    part = stdout[stdout.index("TASK [Show the plan for the whole fleet]") :].split("TASK [", 2)[1]
+    return "\n".join(line for line in part.splitlines() if line.strip().startswith(("bench-", "host ")))
+
+
+def run(tree: Path, hosts: int, forks: int, tmp: Path, tag: str) -> tuple[float, str]:
+    inv = tmp / f"inv-{tag}-{hosts}-{time.monotonic_ns()}"
+    inventory(tree, inv, hosts, inv.with_name(inv.name + "-stage"))
+    env = {**os.environ, "ANSIBLE_FORKS": str(forks), "ANSIBLE_FORCE_COLOR": "0"}
     start = time.perf_counter()
-    out = subprocess.run([PLAYBOOK, "deploy.yml", "-i", str(inv), "--check"], cwd=REPO, env=env,
-                         capture_output=True, text=True)
+    out = subprocess.run([PLAYBOOK, "deploy.yml", "-i", str(inv), "--check", "-e", f"ktfleet_report_dir={inv}-report"],
+                         cwd=tree, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
     if out.returncode != 0:
-        sys.exit(f"deploy.yml --check failed for {hosts} hosts:\n{out.stdout[-3000:]}")
+        sys.exit(f"{tag}: deploy.yml --check failed for {hosts} hosts:\n{out.stdout[-3000:]}")
     if len(re.findall(r"^bench-\d+\s+: ok=", out.stdout, re.M)) != hosts:
-        sys.exit("not every host reached the recap")
-    return elapsed
+        sys.exit(f"{tag}: not every host reached the recap")
+    return elapsed, fleet_table(out.stdout)
+
+
+def baseline_tree(rev: str, tmp: Path) -> Path:
+    tree = tmp / f"baseline-{rev}"
+    tree.mkdir()
+    archive = subprocess.run(["git", "archive", rev], cwd=REPO, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    link = tree / ".collections/ansible_collections/ktfleet"
+    link.mkdir(parents=True)
+    (link / "numa").symlink_to("../../..")
+    return tree
+
+
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.1f} ({min(values):.1f}-{max(values):.1f})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--hosts", type=int, default=100)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 50, 100, 200])
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--forks", type=int, default=20)
+    parser.add_argument("--baseline-rev", help="git revision to compare against (A); none: B alone")
     args = parser.parse_args()
+    rev = args.baseline_rev
+    results: dict[int, dict[str, list[float]]] = {n: {"A": [], "B": [], "ratio": []} for n in args.sizes}
     with tempfile.TemporaryDirectory() as tmp:
-        small = run(10, args.forks, Path(tmp))
-        big = run(args.hosts, args.forks, Path(tmp))
-    per_host = (big - small) / (args.hosts - 10)
-    table = (
-        f"# deploy.yml --check on a demo fleet\n\n{time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, "
-        f"forks={args.forks}, strategy=linear, pipelining=True (local connection), gather_facts=false "
-        "(numa_facts only).\n\n"
-        "| hosts | seconds | per host |\n| ---: | ---: | ---: |\n"
-        f"| 10 | {small:.1f} | {small / 10:.2f} |\n| {args.hosts} | {big:.1f} | {big / args.hosts:.2f} |\n\n"
-        f"Marginal cost per host (from 10 to {args.hosts}): **{per_host:.2f} s** "
-        "(facts from a dump archive, plan, fleet table, preflight, unit rendered and verified in check mode).\n"
+        base = baseline_tree(rev, Path(tmp)) if rev else None
+        for rnd in range(args.rounds):
+            for n in args.sizes:
+                order = [("A", base), ("B", REPO)] if rnd % 2 == 0 else [("B", REPO), ("A", base)]
+                tables = {}
+                for tag, tree in order:
+                    if tree is None:
+                        continue
+                    seconds, tables[tag] = run(tree, n, args.forks, Path(tmp), tag)
+                    results[n][tag].append(seconds)
+                    print(f"round {rnd + 1} {n} hosts {tag}: {seconds:.1f} s", flush=True)
+                if base is not None:
+                    if tables["A"] != tables["B"]:
+                        sys.exit(f"the fleet tables differ at {n} hosts:\nA:\n{tables['A']}\nB:\n{tables['B']}")
+                    results[n]["ratio"].append(results[n]["B"][-1] / results[n]["A"][-1])
+    head = (
+        f"# deploy.yml --check on a fleet of recorded demo hosts\n\n{time.strftime('%Y-%m-%d %H:%M')}, "
+        f"{os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f} at the end), forks={args.forks}, "
+        "strategy=linear, local connection, check mode (every unit that would be written is verified by "
+        f"systemd-analyze), {args.rounds} round(s), A and B interleaved. B: this tree"
+        + (f"; A: `{rev}`." if rev else ".")
+        + "\n\nSeconds: median (min-max); ratio: median of each round's B/A.\n\n"
     )
-    (REPO / "benchmarks/results-fleet.md").write_text(table)
-    print(table)
+    if rev:
+        rows = "| hosts | A (s) | B (s) | B per host | ratio B/A |\n| ---: | ---: | ---: | ---: | ---: |\n" + "".join(
+            f"| {n} | {spread(r['A'])} | {spread(r['B'])} | {statistics.median(r['B']) / n:.2f} | "
+            f"{statistics.median(r['ratio']):.2f} |\n" for n, r in results.items())
+    else:
+        rows = "| hosts | B (s) | per host |\n| ---: | ---: | ---: |\n" + "".join(
+            f"| {n} | {spread(r['B'])} | {statistics.median(r['B']) / n:.2f} |\n" for n, r in results.items())
+    cmd = " ".join(["python benchmarks/bench_fleet.py", *(["--baseline-rev", rev] if rev else []),
+                    "--sizes", *map(str, args.sizes), "--rounds", str(args.rounds)])
+    text = head + rows + f"\nCommand: `{cmd}`\n"
+    (REPO / "benchmarks/results-fleet.md").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sys
 import tarfile
 from pathlib import Path
@@ -13,6 +15,10 @@ REPO = Path(__file__).resolve().parent.parent
 COLLECTIONS = REPO / ".collections"
 if str(COLLECTIONS) not in sys.path:
     sys.path.insert(0, str(COLLECTIONS))
+# tests/oracle (wheels, server_flags) and tests/unit (the hand-built hosts) for the oracle tests
+for _path in (REPO / "tests" / "oracle", REPO / "tests" / "unit"):
+    if str(_path) not in sys.path:
+        sys.path.append(str(_path))
 
 # ../shared/topologies beside the clone (CI lays a copy there too).
 TOPOLOGIES = REPO.parent / "shared" / "topologies"
@@ -25,11 +31,19 @@ def expected(name: str) -> dict:
 
 @pytest.fixture(scope="session")
 def dumps_dir(tmp_path_factory) -> Path:
-    """Every dump extracted once per session; returns the parent directory."""
-    out = tmp_path_factory.mktemp("topologies")
-    for name in DUMP_NAMES:
-        with tarfile.open(TOPOLOGIES / "machines" / f"{name}.tar.bz2") as tar:
-            tar.extractall(out, filter="tar")
+    """Every dump extracted once per run, shared by the xdist workers (each worker's own
+    extraction cost ~40 s of its time); returns the parent directory. Tests only read it."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # this run's, never an older one's
+    out = shared / "topologies"
+    with open(shared / "topologies.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a second worker waits for the first one's extraction
+        if not (out / ".complete").exists():
+            out.mkdir(exist_ok=True)
+            for name in DUMP_NAMES:
+                with tarfile.open(TOPOLOGIES / "machines" / f"{name}.tar.bz2") as tar:
+                    tar.extractall(out, filter="tar")
+            (out / ".complete").write_text("")
     return out
 
 

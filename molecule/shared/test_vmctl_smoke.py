@@ -140,3 +140,23 @@ def test_boot_and_topology(image, state_dir, shape):
     assert not (state_dir / f"{name}.qcow2").exists()
     assert not (state_dir / f"{name}.pid").exists()
     assert (state_dir / f"{name}.console.log").exists()  # kept for post-mortems
+
+
+def test_a_guest_restored_from_the_snapshot_has_its_own_name_and_the_clock(image, state_dir):
+    """The first `up` of a shape saves it (vmctl's snapshots); the next one restores that."""
+    names = ["snap-a", "snap-b"]
+    try:
+        states = [json.loads(vmctl("up", "--name", n, "--topology", "seed2s", "--state-dir", str(state_dir)).stdout)
+                  for n in names]
+        restored = states[1]
+        assert restored.get("restored_from"), restored
+        TIMINGS["restored_up_s"] = restored["boot_seconds"]
+        TIMINGS["restored_host_cpu_s"] = restored.get("host_cpu_seconds_to_ssh")
+        for n in names:
+            out = vmctl("ssh", "--state-dir", str(state_dir), "--name", n, "--", "hostname; date +%s; nproc",
+                        timeout=120).stdout.split()
+            assert out[0] == n and abs(int(out[1]) - time.time()) < 60 and out[2] == "8", out
+            chk = vmctl("check", "--state-dir", str(state_dir), "--name", n, check=False)
+            assert chk.returncode == 0, chk.stdout + chk.stderr
+    finally:
+        vmctl("down", "--state-dir", str(state_dir), check=False)

@@ -83,10 +83,27 @@ options:
     type: bool
     default: true
   kt_num_gpu_experts:
-    description: C(--kt-num-gpu-experts), experts per layer kept on the GPUs (sglang-kt); left out when null.
+    description:
+      - C(--kt-num-gpu-experts), experts per MoE layer kept on the GPUs (sglang-kt). Always passed, since without it
+        sglang-kt serves the model as plain SGLang, without kt-kernel; null takes KTransformers' own C(kt run)
+        default, 1.
     type: int
+  chunked_prefill_size:
+    description:
+      - C(--chunked-prefill-size) (sglang-kt), the longest prefill chunk; kt-kernel sizes each pool's buffers by it.
+        Always passed; the default is KTransformers' own C(kt run) default (SGLang's own grows with GPU memory).
+        The memory check counts these buffers (about 2.7 GiB per pool for DeepSeek-V3 at 4096).
+    type: int
+    default: 4096
+  legacy_release:
+    description:
+      - The legacy ktransformers release the command line is for (the role passes C(ktfleet_versions.legacy.ktransformers)).
+      - Below 0.3 (0.2.1.post1, the package index's last 0.2/0.3 server) C(--chunk_size) and C(--backend_type)
+        are not passed, since they are 0.3's balance_serve flags and 0.2's argparse would refuse them.
+      - Null plans for 0.3.
+    type: str
   chunk_size:
-    description: Legacy C(--chunk_size).
+    description: Legacy C(--chunk_size) (0.3 and later).
     type: int
     default: 256
   max_new_tokens:
@@ -108,8 +125,9 @@ options:
   extra_args:
     description:
       - Further server arguments, appended as they are (inventory variable C(ktfleet_server_extra_args)).
-      - Flags the plan sets itself are refused (use the option instead), and so is SGLang's C(--numa-node), which
-        fights kt-kernel's pinning.
+      - Flags the plan sets itself are refused (use the option instead), and so are SGLang's C(--numa-node), which
+        fights kt-kernel's pinning, C(--kt-gpu-experts-ratio), which overrides the expert count, and any C(--kt-*)
+        flag sglang-kt does not have (a typo).
     type: list
     elements: str
     default: []

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.ktfleet.numa.plugins.module_utils.topology import MAX_CPU
-from ansible_collections.ktfleet.numa.plugins.module_utils.topology import (
+from ansible_collections.ktfleet.numa.plugins.module_utils.cpulist import MAX_CPU, format_cpumask
+from ansible_collections.ktfleet.numa.plugins.module_utils.cpulist import (
     parse_cpulist as _parse_kernel_cpulist,
 )
 
@@ -35,19 +35,6 @@ def parse_cpulist(text) -> list[int]:
         raise ValueError(f"{text!r} is not a CPU list such as '0-3,8' ({exc})") from None
 
 
-def format_mask(ids: list[int]) -> str:
-    """Hex mask in 32-bit groups, highest first, as the kernel prints cpumasks: '1,00000003'."""
-    mask = 0
-    for cpu in ids:
-        mask |= 1 << cpu
-    digits = f"{mask:x}"
-    pad = (-len(digits)) % 8
-    digits = "0" * pad + digits
-    groups = [digits[i : i + 8] for i in range(0, len(digits), 8)]
-    groups[0] = groups[0].lstrip("0") or "0"
-    return ",".join(groups)
-
-
 def cpulist(value):
     try:
         return parse_cpulist(value)
@@ -57,7 +44,7 @@ def cpulist(value):
 
 def cpumask(value):
     try:
-        return format_mask(parse_cpulist(value))
+        return format_cpumask(parse_cpulist(value))
     except ValueError as exc:
         raise AnsibleFilterError(f"cpumask: {exc}") from None
 

@@ -1,6 +1,6 @@
 """Filters diagnose and diagnosis_table: a numa_sample result judged against the plan.
 
-Thin shells over plugins/plugin_utils/diagnosis.py; docs in diagnose.yml and
+Thin shells over plugins/plugin_utils/diagnosis/diagnosis.py; docs in diagnose.yml and
 diagnosis_table.yml beside this file.
 """
 
@@ -10,8 +10,10 @@ from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.ktfleet.numa.plugins.plugin_utils.diagnosis import diagnose as _diagnose
-from ansible_collections.ktfleet.numa.plugins.plugin_utils.diagnosis import render_table as _render_table
+from ansible_collections.ktfleet.numa.plugins.plugin_utils.diagnosis.diagnosis import diagnose as _diagnose
+from ansible_collections.ktfleet.numa.plugins.plugin_utils.diagnosis.diagnosis import (
+    render_table as _render_table,
+)
 from ansible_collections.ktfleet.numa.plugins.plugin_utils.plain import plain as _plain
 
 

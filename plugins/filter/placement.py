@@ -1,6 +1,6 @@
 """Filter placement_problems: a numa_placement result checked against a plan.
 
-Thin shell over plugins/plugin_utils/placement_check.py; docs in
+Thin shell over plugins/plugin_utils/diagnosis/placement_check.py; docs in
 placement_problems.yml beside this file.
 """
 
@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.ktfleet.numa.plugins.plugin_utils.placement_check import (
+from ansible_collections.ktfleet.numa.plugins.plugin_utils.diagnosis.placement_check import (
     placement_problems as _problems,
 )
 

@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Filters fleet_report and report_records: the fleet report (playbooks/report.yml).
 
-Thin shells over plugins/plugin_utils/report.py; docs in fleet_report.yml and
+Thin shells over the package plugins/plugin_utils/report/; docs in fleet_report.yml and
 report_records.yml beside this file.
 """
 

@@ -8,7 +8,7 @@ outside ``root`` (except running ``perf`` when ``root`` is ``/``) and never
 raises on missing, unreadable or corrupt files: each becomes a warning naming
 the file relative to ``root``, and the part it fed is reported unavailable
 with the reason.  It returns measurements only; verdicts are
-``plugins/plugin_utils/diagnosis.py``'s job on the controller.
+``plugins/plugin_utils/diagnosis/diagnosis.py``'s job on the controller.
 
 Two snapshots ``window`` seconds apart, each of:
 
@@ -37,6 +37,7 @@ installed.
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import os
 import re
@@ -44,17 +45,17 @@ import shutil
 import subprocess
 import time
 
-from ansible_collections.ktfleet.numa.plugins.module_utils.placement import parse_list, read_placement
+from ansible_collections.ktfleet.numa.plugins.module_utils import sysfs
+from ansible_collections.ktfleet.numa.plugins.module_utils.cpulist import parse_cpulist
+from ansible_collections.ktfleet.numa.plugins.module_utils.placement import read_placement
 
 PERF_EVENTS = ("cache-misses", "cache-references", "cpu-migrations", "context-switches")
 NUMASTAT_FIELDS = ("numa_hit", "numa_miss", "numa_foreign", "local_node", "other_node", "interleave_hit")
 # psutil's scputimes fields on Linux, in /proc/stat order.
 CPU_TIME_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal", "guest", "guest_nice")
 TOP_THREADS = 20
-_READ_LIMIT = 1 << 20
 _CPU_DIR = re.compile(r"cpu(\d+)\Z")
 _NODE_DIR = re.compile(r"node(\d+)\Z")
-_MEMINFO = re.compile(r"^(?:Node\s+\d+\s+)?([A-Za-z_()0-9]+):\s+(\d+)(?:\s+kB)?\s*$")
 
 
 # ----------------------------------------------------------------------------
@@ -127,17 +128,6 @@ def parse_counters(text: str) -> dict[str, int]:
     return out
 
 
-def parse_meminfo(text: str) -> dict[str, int]:
-    """/proc/meminfo or a node's meminfo (``Node 0 MemFree: 12 kB``) in bytes."""
-    out = {}
-    for line in text.splitlines():
-        match = _MEMINFO.match(line.strip())
-        if match:
-            value = int(match.group(2))
-            out[match.group(1)] = value * 1024 if line.rstrip().endswith("kB") else value
-    return out
-
-
 def _perf_event_name(text: str) -> str:
     """``cpu-migrations:u`` -> ``cpu-migrations``; ``cpu_core/cache-misses/`` -> ``cache-misses``."""
     name = text.strip()
@@ -204,8 +194,11 @@ def perf_commands(perf: str, pids, window: float, events=PERF_EVENTS) -> list[li
 
 
 class _Reader:
+    """Files under ``root`` read by ``sysfs.Root``, each problem a warning ``<rel>: <what>``."""
+
     def __init__(self, root: str):
         self.root = root
+        self.files = sysfs.Root(root)
         self.warnings: list[str] = []
 
     def path(self, rel: str) -> str:
@@ -215,13 +208,17 @@ class _Reader:
         return os.path.relpath(path, self.root)
 
     def read(self, rel: str, optional: bool = False) -> str | None:
-        try:
-            with open(self.path(rel), encoding="ascii", errors="replace") as fh:
-                return fh.read(_READ_LIMIT)
-        except OSError as exc:
-            if not optional:
-                self.warn(rel, exc.strerror or str(exc))
-            return None
+        """Text of root/rel, or None.  ``optional``: a file that cannot be read is no
+        warning (corrupt content still is)."""
+        text, problem = self.files.read_text(rel, encoding="ascii")
+        if problem is None:
+            return text
+        if problem.code == sysfs.ONLY_NUL:
+            self.warn(rel, "only NUL bytes, no value (corrupt)")
+        elif not optional:
+            # what open() said of a directory; the OS's own words for the rest
+            self.warn(rel, os.strerror(errno.EISDIR) if problem.code == sysfs.DIRECTORY else problem.detail)
+        return None
 
     def warn(self, rel: str, what: str) -> None:
         message = f"{rel}: {what}"
@@ -250,6 +247,10 @@ class _Reader:
             return None
 
 
+def _lenient_cpulist(text: str) -> list[int]:
+    return parse_cpulist(text, lenient=True)
+
+
 def _numbered(reader: _Reader, rel: str, pattern) -> list[int]:
     try:
         names = os.listdir(reader.path(rel))
@@ -265,7 +266,7 @@ def _node_cpus(reader: _Reader, cpus: list[int]) -> dict[int, list[int]]:
         return {0: sorted(cpus)}
     out = {}
     for node in nodes:
-        cpulist = reader.parsed(f"sys/devices/system/node/node{node}/cpulist", parse_list)
+        cpulist = reader.parsed(f"sys/devices/system/node/node{node}/cpulist", _lenient_cpulist)
         out[node] = cpulist or []
     return out
 
@@ -559,11 +560,41 @@ def _numastat(first: dict, second: dict, nodes: list[int]) -> dict:
     return {"available": True, "reason": None, "nodes": per_node, "total": total}
 
 
+def _tree_ticks(reader: _Reader, pid: int, children: bool) -> int:
+    """CPU ticks the process (and its descendants) have used so far."""
+    total = 0
+    for member in _tree(reader, pid) if children else [pid]:
+        stat = reader.parsed(f"proc/{member}/stat", parse_pid_stat, optional=True)
+        total += stat["ticks"] if stat else 0
+    return total
+
+
+def wait_for_load(reader: _Reader, pid: int, children: bool, budget: float, cores: float, ticks: int,
+                  sleep=time.sleep, clock=time.monotonic, step: float = 0.5) -> dict:
+    """Wait up to ``budget`` s until the process uses ``cores`` CPUs or more over ``step`` s.
+
+    A load started just before the sample (an async benchmark, a first request's
+    prefill) can begin seconds late on a busy host; a window sampled before it
+    begins measures an idle server.  Returns at the first busy step.
+    """
+    start = clock()
+    before = _tree_ticks(reader, pid, children)
+    while clock() - start < budget:
+        sleep(step)
+        now = _tree_ticks(reader, pid, children)
+        if (now - before) / ticks >= cores * step:
+            return {"seen": True, "waited_seconds": round(clock() - start, 3)}
+        before = now
+    return {"seen": False, "waited_seconds": round(clock() - start, 3)}
+
+
 def sample(pid: int, root: str = "/", window: float = 10.0, perf: str = "auto", children: bool = True,
-           service: str | None = None, sleep=time.sleep, clock=time.monotonic, which=shutil.which,
-           popen=subprocess.Popen, clock_ticks: int | None = None) -> dict:
+           service: str | None = None, wait_busy: float = 0.0, busy_cores: float = 0.5, sleep=time.sleep,
+           clock=time.monotonic, which=shutil.which, popen=subprocess.Popen, clock_ticks: int | None = None) -> dict:
     """Measure ``pid`` (and its descendants) and the host over ``window`` seconds.
 
+    With ``wait_busy`` > 0 the window starts once the process uses ``busy_cores``
+    (or after ``wait_busy`` s without it: the sample then shows an idle server).
     Raises only ``ProcessLookupError`` when ``proc/<pid>/stat`` cannot be read
     at the start (no such process): everything else becomes a warning.
     """
@@ -571,6 +602,12 @@ def sample(pid: int, root: str = "/", window: float = 10.0, perf: str = "auto", 
     ticks = clock_ticks or os.sysconf("SC_CLK_TCK")
     if reader.parsed(f"proc/{pid}/stat", parse_pid_stat, optional=True) is None:
         raise ProcessLookupError(f"proc/{pid}/stat: no such process (or unreadable)")
+    load = None
+    if wait_busy > 0:
+        load = wait_for_load(reader, pid, children, wait_busy, busy_cores, ticks, sleep=sleep, clock=clock)
+        if not load["seen"]:
+            reader.warn(f"proc/{pid}/stat", f"no load of {busy_cores:g} cores or more within {wait_busy:g} s: "
+                        "the window samples an idle server")
     pids = _tree(reader, pid) if children else [pid]
     start_times = reader.parsed("proc/stat", lambda text: parse_cpu_times(text, ticks)) or {}
     # the online CPUs; without a readable /proc/stat, the cpuN directories
@@ -598,7 +635,7 @@ def sample(pid: int, root: str = "/", window: float = 10.0, perf: str = "auto", 
     process["cpu_cores"] = round(process["cpu_seconds"] / elapsed, 3)
     process.update(_placement(reader, sorted(second["procs"]) or [pid], process["processes"], pid))
 
-    meminfo = reader.parsed("proc/meminfo", parse_meminfo)
+    meminfo = reader.parsed("proc/meminfo", sysfs.parse_meminfo)
     total_mem, avail_mem = (meminfo or {}).get("MemTotal"), (meminfo or {}).get("MemAvailable")
     if meminfo is not None and not total_mem:
         reader.warn("proc/meminfo", "no MemTotal")
@@ -607,7 +644,7 @@ def sample(pid: int, root: str = "/", window: float = 10.0, perf: str = "auto", 
     node_rows = []
     for node in nodes:
         rel = f"sys/devices/system/node/node{node}/meminfo"
-        mem = reader.parsed(rel, parse_meminfo)
+        mem = reader.parsed(rel, sysfs.parse_meminfo)
         if mem is not None and "MemTotal" not in mem:
             reader.warn(rel, "no MemTotal")
         mem = mem or {}
@@ -628,6 +665,7 @@ def sample(pid: int, root: str = "/", window: float = 10.0, perf: str = "auto", 
         "root": root,
         "children": children,
         "window_seconds": round(elapsed, 3),
+        "load_wait": load,
         "clock_ticks": ticks,
         "cpu_utilization": round(all_busy / all_total, 4) if all_total else None,
         "cpus": cpu_rows,

@@ -9,19 +9,10 @@ from __future__ import annotations
 import os
 import re
 
+from ansible_collections.ktfleet.numa.plugins.module_utils.cpulist import parse_cpulist
+
 _NODE_PAGES = re.compile(r"\bN(\d+)=(\d+)")
 _PAGE_SIZE = re.compile(r"\bkernelpagesize_kB=(\d+)")
-
-
-def parse_list(text: str) -> list[int]:
-    """A kernel cpulist/nodelist ("0-3,8") as sorted ints."""
-    out: set[int] = set()
-    for part in text.strip().split(","):
-        if not part:
-            continue
-        lo, _sep, hi = part.partition("-")
-        out.update(range(int(lo), int(hi or lo) + 1))
-    return sorted(out)
 
 
 def _status_fields(text: str) -> dict[str, str]:
@@ -73,8 +64,8 @@ def read_placement(pid: int, root: str = "/") -> dict:
     return {
         "pid": pid,
         "cpus_allowed_list": cpus,
-        "cpus_allowed": parse_list(cpus),
+        "cpus_allowed": parse_cpulist(cpus, lenient=True),
         "mems_allowed_list": mems,
-        "mems_allowed": parse_list(mems),
+        "mems_allowed": parse_cpulist(mems, lenient=True),
         **maps,
     }

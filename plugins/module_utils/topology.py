@@ -27,21 +27,27 @@ import contextlib
 import os
 import re
 import shutil
+import stat
 import subprocess
 import tarfile
 import tempfile
 
-SCHEMA_VERSION = 1
+from ansible_collections.ktfleet.numa.plugins.module_utils import sysfs
+from ansible_collections.ktfleet.numa.plugins.module_utils.cpulist import (
+    MAX_CPU,
+    format_cpulist,
+    parse_cpulist,
+)
+from ansible_collections.ktfleet.numa.plugins.module_utils.cpulist import cpulist_set as _cpuset
+from ansible_collections.ktfleet.numa.plugins.module_utils.cpulist import cpumask_set as _maskset
+from ansible_collections.ktfleet.numa.plugins.module_utils.cpulist import parse_uint as _int
 
-# CPU and node numbers above this are treated as corrupt data (Linux's NR_CPUS
-# tops out at 8192 on x86 and 16384 elsewhere today).
-MAX_CPU = 1 << 16
-_READ_LIMIT = 1 << 20
-_CHUNK = 65536
+SCHEMA_VERSION = 1
 
 _CPU_FLAGS = (
     "avx2",
     "avx512f",
+    "avx512bw",
     "avx512_bf16",
     "avx512_vnni",
     "avx512_vbmi",
@@ -72,14 +78,6 @@ _THP_MODE = re.compile(r"\[([^\]]+)\]")
 # Pure parsers (raise ValueError on garbage)
 
 
-def _int(text):
-    """A non-negative decimal int, strictly ASCII digits."""
-    text = text.strip()
-    if not _DIGITS.match(text):
-        raise ValueError(f"not a number: {text[:40]!r}")
-    return int(text)
-
-
 def _signed(text):
     """A decimal int that may be negative (physical_package_id, numa_node)."""
     text = text.strip()
@@ -97,106 +95,6 @@ def _ints(text):
     return list(map(int, parts))
 
 
-def _cpuset(text):
-    """Parse a kernel cpulist ("0-3,8,10-11", "0-15:2/4") into a set of ints."""
-    text = text.strip()
-    out = set()
-    if not text:
-        return out
-    for part in text.split(","):
-        part = part.strip()
-        lo, dash, hi = part.partition("-")
-        used = group = None
-        if dash:
-            hi, colon, stride = hi.partition(":")
-            if colon:
-                u, slash, g = stride.partition("/")
-                used, group = _int(u), (_int(g) if slash else _int(u))
-                if not used or not group:
-                    raise ValueError(f"bad cpulist stride in {part[:40]!r}")
-        else:
-            hi = lo
-        lo, hi = _int(lo), _int(hi)
-        if lo > hi or hi >= MAX_CPU:
-            raise ValueError(f"bad cpulist range {part[:40]!r}")
-        if group:
-            out.update(i for i in range(lo, hi + 1) if (i - lo) % group < used)
-        else:
-            out.update(range(lo, hi + 1))
-    return out
-
-
-def parse_cpulist(text):
-    """Kernel cpulist text -> sorted list of CPU numbers; ValueError on garbage.
-
-    >>> parse_cpulist("0-3,8,10-11")
-    [0, 1, 2, 3, 8, 10, 11]
-    >>> parse_cpulist("")
-    []
-    """
-    return sorted(_cpuset(text))
-
-
-def _maskset(text):
-    """Parse a kernel cpumask ("00000000,0000ffff") into a set of ints."""
-    text = text.strip()
-    if not text:
-        return set()
-    digits = text.replace(",", "")  # kernel words are 8 hex digits wide
-    # (cheaper than a regex on 1000-digit masks: int() rejects g-z itself)
-    if (
-        not (digits.isascii() and digits.isalnum())
-        or "x" in digits
-        or "X" in digits
-        or ",," in text
-        or (text[0] == "," or text[-1] == ",")
-    ):
-        raise ValueError(f"not a cpumask: {text[:40]!r}")
-    try:
-        value = int(digits, 16)
-    except ValueError:
-        raise ValueError(f"not a cpumask: {text[:40]!r}") from None
-    if value.bit_length() > MAX_CPU:
-        raise ValueError("cpumask too wide")
-    if not value & (value - 1):  # zero or one CPU: the common case for cores and small nodes
-        return {value.bit_length() - 1} if value else set()
-    bits = bin(value)[:1:-1]  # least significant first
-    out = set()
-    i = bits.find("1")
-    while i >= 0:
-        out.add(i)
-        i = bits.find("1", i + 1)
-    return out
-
-
-def parse_cpumask(text):
-    """Kernel hex cpumask text -> sorted list of CPU numbers; ValueError on garbage.
-
-    >>> parse_cpumask("00000000,00000103")
-    [0, 1, 8]
-    """
-    return sorted(_maskset(text))
-
-
-def _meminfo_kb(text, key):
-    """Value in kB of ``key:`` in a (node) meminfo text, or None when absent."""
-    i = text.find(key + ":")
-    if i < 0:
-        return None
-    if i > 0 and text[i - 1] not in " \n\t":
-        # "MemTotal" must not match inside e.g. "HugePages_MemTotal"
-        i = text.find("\n" + key + ":")
-        if i < 0:
-            i = text.find(" " + key + ":")
-        if i < 0:
-            return None
-        i += 1
-    line = text[i + len(key) + 1 :].split("\n", 1)[0].split()
-    if not line:
-        raise ValueError(f"no value for {key}")
-    return _int(line[0])
-
-
 def _cmdline_cpus(cmdline, key):
     """CPUs of ``key=`` on a kernel command line (isolcpus flags are skipped)."""
     found = None
@@ -212,40 +110,19 @@ def _cmdline_cpus(cmdline, key):
 
 
 # ----------------------------------------------------------------------------
-# Reading under a root
+# Reading under a root (sysfs.Root), with warnings instead of exceptions
 
 
-def _slurp(path):
-    """Bytes of a file, up to _READ_LIMIT.  os.open/os.read: a sysfs or procfs
-    file comes back in one read, without the cost of a buffered file object."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    try:
-        data = os.read(fd, _CHUNK)
-        return _read_rest(fd, data) if len(data) == _CHUNK else data
-    finally:
-        os.close(fd)
+_KIND_DIGITS = re.compile(r"[0-9]+")
+_KIND_DETAIL = re.compile(r"\([^()]*\)")
 
 
-def _read_rest(fd, first):
-    """``first`` and the rest of ``fd`` up to EOF or _READ_LIMIT bytes."""
-    parts = [first]
-    size = len(first)
-    while size < _READ_LIMIT:
-        more = os.read(fd, _CHUNK)
-        if not more:
-            break
-        parts.append(more)
-        size += len(more)
-    return b"".join(parts)
-
-
-class _Reader:
+class _Reader(sysfs.Root):
     def __init__(self, root, record=None):
-        self.root = os.path.abspath(root or "/")
-        self.prefix = self.root if self.root.endswith("/") else self.root + "/"
-        self.warnings = []
-        self.important = []
+        sysfs.Root.__init__(self, root)
+        self._kinds = {}  # kind -> [first message, count, important]
         self._no_list = set()  # *_list file names this kernel does not have
+        self.was_missing = False  # the last read() found no file
         # capture(): every file read and directory listed, relative to root
         self.record = record
 
@@ -256,30 +133,73 @@ class _Reader:
             else:
                 self.record["dirs"][rel] = listing
 
+    @staticmethod
+    def _kind(msg):
+        """What a warning says without its file and numbers: one warning per
+        kind of problem, however many files have it."""
+        path, sep, rest = msg.partition(": ")
+        if not sep or " " in path or "/" not in path:
+            return msg
+        return _KIND_DIGITS.sub("#", _KIND_DETAIL.sub("", rest))
+
     def warn(self, msg, important=True):
-        if msg not in self.warnings:
-            self.warnings.append(msg)
-            if important:
-                self.important.append(msg)
+        entry = self._kinds.get(self._kind(msg))
+        if entry is None:
+            self._kinds[self._kind(msg)] = [msg, 1, important, {msg}]
+        elif msg not in entry[3]:
+            entry[1] += 1
+            entry[3].add(msg)
+
+    def _render(self, important_only):
+        out = []
+        for first, count, important, _seen in self._kinds.values():
+            if important_only and not important:
+                continue
+            out.append(first if count == 1 else f"{first}; and {count - 1} more file(s) with the same problem")
+        return out
+
+    @property
+    def warnings(self):
+        return self._render(False)
+
+    @property
+    def important(self):
+        return self._render(True)
 
     def read(self, rel, missing=None, important=True):
         """Text of root/rel, or None.  A missing file warns only when ``missing``
-        is given (the message); any other error always warns, naming the file."""
-        try:
-            data = _slurp(self.prefix + rel)
-        except (FileNotFoundError, NotADirectoryError):
+        is given (the message); any other problem always warns, naming the file.
+        Trailing NULs and whitespace are padding, not part of the value."""
+        text, problem = self.read_text(rel)
+        self.was_missing = problem is not None and problem.code == sysfs.MISSING
+        if problem is None or problem.code == sysfs.ONLY_NUL:
+            self.note(rel)
+        if problem is None:
+            return text
+        if problem.code == sysfs.MISSING:
             if missing:
                 self.warn(f"{rel}: {missing}", important)
-            return None
-        except OSError as e:
-            self.warn(f"{rel}: cannot read ({e.strerror or e})", important)
-            return None
-        except ValueError as e:  # NUL in a path built from a corrupt file
+        elif problem.code in (sysfs.DIRECTORY, sysfs.NOT_A_FILE):
+            self.warn(f"{rel}: {problem.detail}, not read", important)
+        elif problem.code == sysfs.BAD_PATH:
             shown = rel.replace("\x00", "\\0")
-            self.warn(f"{shown}: bad path ({e})", important)
-            return None
-        self.note(rel)
-        return data.decode("utf-8", "replace")
+            self.warn(f"{shown}: bad path ({problem.detail})", important)
+        elif problem.code == sysfs.ONLY_NUL:
+            self.warn(f"{rel}: only NUL bytes, no value (corrupt)", important)
+        else:
+            self.warn(f"{rel}: cannot read ({problem.detail})", important)
+        return None
+
+    def probe(self, rel):
+        """Whether root/rel is a readable file (capture() keeps it, so that the
+        dump answers the same probe)."""
+        try:
+            found = os.access(self.path(rel, follow=True), os.R_OK)
+        except (OSError, ValueError):
+            return False
+        if found:
+            self.note(rel)
+        return found
 
     def parse(self, rel, parser, missing=None, important=True, what="corrupt"):
         """parser(read(rel)) or None; garbage warns naming the file."""
@@ -294,7 +214,7 @@ class _Reader:
 
     def listdir(self, rel):
         try:
-            names = os.listdir(self.prefix + rel)
+            names = os.listdir(self.path(rel, follow=True) if rel else self.prefix)
             self.note(rel, names)
             return names
         except (FileNotFoundError, NotADirectoryError):
@@ -315,6 +235,8 @@ class _Reader:
                 except ValueError as e:
                     self.warn(f"{rel_list}: corrupt, ignored ({e})")
                     return None
+            if not self.was_missing:
+                return None  # unreadable or refused (warned): no sign of an old kernel
             if rel_mask is not None:
                 self._no_list.add(name)
         if rel_mask is None:
@@ -353,12 +275,11 @@ def _numbered(names, prefix):
 
 def _cgroup_mount(rd):
     """(kind, mount point) of the cpuset hierarchy: kind in v2, v1, cpuset."""
-    p = rd.prefix
-    if os.access(p + "sys/fs/cgroup/cpuset.cpus.effective", os.R_OK):
+    if rd.probe("sys/fs/cgroup/cpuset.cpus.effective"):
         return "v2", "/sys/fs/cgroup"
-    if os.access(p + "sys/fs/cgroup/cpuset/cpuset.cpus", os.R_OK):
+    if rd.probe("sys/fs/cgroup/cpuset/cpuset.cpus"):
         return "v1", "/sys/fs/cgroup/cpuset"
-    if os.access(p + "dev/cpuset/cpus", os.R_OK):
+    if rd.probe("dev/cpuset/cpus"):
         return "cpuset", "/dev/cpuset"
     mounts = rd.read("proc/mounts")
     if not mounts:
@@ -397,14 +318,23 @@ def _cgroup_name(rd):
     return None
 
 
-def _cgroup_cpuset(rd):
-    """(cpus, mems, where) allowed by the process's cpuset; None = unrestricted."""
+# the cgroup systemd starts a system service in (a unit without Slice=)
+SERVICE_CGROUP = "/system.slice"
+
+
+def _cgroup_cpuset(rd, name=None, walk_up=False):
+    """(cpus, mems, where) the cpuset of cgroup ``name`` (default: the reading
+    process's) allows; None = unrestricted.  A cgroup v2 without the cpuset
+    controller, or with ``walk_up`` one that does not exist (yet: the service's
+    own cgroup before it starts), has its nearest ancestor's sets."""
     kind, mnt = _cgroup_mount(rd)
     if kind is None:
         return None, None, None
-    name = _cgroup_name(rd)
+    if name is None:
+        name = _cgroup_name(rd)
     if name is None or ".." in name.split("/") or "\x00" in name or "\x00" in mnt:
         return None, None, None
+    top = mnt.strip("/")
     base = (mnt.rstrip("/") + "/" + name.strip("/")).strip("/")
     if kind == "v2":
         files = (("cpuset.cpus.effective",), ("cpuset.mems.effective",))
@@ -428,13 +358,41 @@ def _cgroup_cpuset(rd):
                     rd.warn(f"{rel}: corrupt cgroup cpuset, ignored ({e})")
                     value = False
                 break
-            # cgroup v2: a cgroup without the cpuset controller inherits its
-            # nearest ancestor's effective set
-            if value is not None or kind != "v2" or d == mnt.strip("/") or "/" not in d:
+            if value is not None or not (kind == "v2" or walk_up) or d == top or "/" not in d:
                 break
             d = d.rsplit("/", 1)[0]
         result.append(value or None)
     return result[0], result[1], base
+
+
+def _cpuset_views(rd, online):
+    """{"service": view, "gatherer": view}: what the server's unit (in
+    system.slice, or the root cgroup when that has no cpuset) and what this
+    reading process may use.  A view is {"cgroup", "cpus": set, "mems": set or
+    None (every node)}; a cpuset that allows none of the online CPUs is ignored."""
+    views = {}
+    for who, name, sources in (
+        ("service", SERVICE_CGROUP, ("cgroup",)),
+        # the gatherer's affinity (proc/self/status) is its own, not the unit's
+        ("gatherer", None, ("cgroup", "status")),
+    ):
+        cg_cpus, cg_mems, where = _cgroup_cpuset(rd, name, walk_up=name is not None)
+        restrictions = [(where, cg_cpus, cg_mems)]
+        if "status" in sources:
+            st_cpus, st_mems = _status_allowed(rd)
+            restrictions.append(("proc/self/status", st_cpus, st_mems))
+        allowed = set(online)
+        mems = None
+        for source, cpus, nodes in restrictions:
+            if cpus is not None:
+                if allowed & cpus:
+                    allowed &= cpus
+                else:
+                    rd.warn(f"{source}: allows none of the online CPUs {_fmt(online)}, ignored")
+            if nodes is not None:
+                mems = nodes if mems is None else mems & nodes
+        views[who] = {"cgroup": where, "cpus": allowed, "mems": mems}
+    return views
 
 
 def _status_allowed(rd):
@@ -479,19 +437,24 @@ def _read_cpuinfo(rd, count=False):
     block on demand, slowly on big hosts, and the first one has all we need.
     Elsewhere the first block and the two trailing (global) blocks are parsed."""
     try:
-        fd = os.open(rd.prefix + "proc/cpuinfo", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        rd.note("proc/cpuinfo")
+        fd = os.open(rd.path("proc/cpuinfo", follow=True), sysfs.OPEN_FLAGS)
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise sysfs.NotAFile("not a regular file")
+            rd.note("proc/cpuinfo")
             first = os.read(fd, 32768)
             text = first.decode("utf-8", "replace")
             end = text.find("\n\n")
             if not count and end >= 0 and "\nflags" in text[:end]:
                 return _cpuinfo_fields(text[:end]), None
-            text = _read_rest(fd, first).decode("utf-8", "replace")
+            text = sysfs.read_rest(fd, first).decode("utf-8", "replace")
         finally:
             os.close(fd)
     except (FileNotFoundError, NotADirectoryError):
         rd.warn("proc/cpuinfo: missing, CPU model and flags unknown")
+        return None, None
+    except sysfs.NotAFile as e:
+        rd.warn(f"proc/cpuinfo: {e}, not read")
         return None, None
     except OSError as e:
         rd.warn("proc/cpuinfo: cannot read (%s)" % (e.strerror or e))
@@ -665,16 +628,7 @@ def _kernel_facts(rd):
 
 def _fmt(cpus):
     """Compact cpulist text for messages."""
-    cpus = sorted(cpus)
-    out = []
-    i = 0
-    while i < len(cpus):
-        j = i
-        while j + 1 < len(cpus) and cpus[j + 1] == cpus[j] + 1:
-            j += 1
-        out.append(str(cpus[i]) if i == j else f"{cpus[i]}-{cpus[j]}")
-        i = j + 1
-    return ",".join(out) or "none"
+    return format_cpulist(cpus) or "none"
 
 
 def _node_memory(rd, rel):
@@ -682,14 +636,13 @@ def _node_memory(rd, rel):
     if text is None:
         return None, None
     try:
-        total = _meminfo_kb(text, "MemTotal")
-        free = _meminfo_kb(text, "MemFree")
+        total, free = sysfs.meminfo_bytes(text, ("MemTotal", "MemFree"))
     except ValueError as e:
         rd.warn(f"{rel}: corrupt, ignored ({e})")
         return None, None
     if total is None:
         rd.warn(f"{rel}: no MemTotal, node memory unknown")
-    return (total * 1024 if total is not None else None), (free * 1024 if free is not None else None)
+    return total, free
 
 
 def _hugepages(rd, rel):
@@ -708,9 +661,318 @@ def _hugepages(rd, rel):
     return out
 
 
-def gather(root="/", gpu_memory=True):
+def tree_problem(tree, name="root"):
+    """Why ``tree`` is no root to read facts from (a message naming ``name``
+    and the remedy), or None.  One home for the module and ``ktfleet plan``."""
+    if not (os.path.isdir(os.path.join(tree, "sys")) or os.path.isdir(os.path.join(tree, "proc"))):
+        return (
+            f"{name} has neither sys/ nor proc/: give / on a live host, or the top directory of "
+            "an extracted topology dump (the one that contains sys/ and proc/), or its tar archive"
+        )
+    return None
+
+
+def _packages(rd, allowed, reps, online):
+    """(CPU -> package key, key -> {"pid", "members"}, keys in order, key ->
+    package id) from the core_siblings (package_cpus) groups of ``allowed``
+    and ``reps``.  Where the kernel's ids and its sibling lists disagree (a
+    physical_package_id differing inside one sibling group, groups that
+    overlap) the sibling lists win, with a warning."""
+    cpu_base = "sys/devices/system/cpu/"
+    pkg_of = {}
+    packages = {}  # key -> {"pid": int or None, "members": set}
+    pkg_missing = []
+    liars = []  # CPUs whose physical_package_id is not their sibling group's
+    overlaps = set()
+    for cpu in allowed + reps:
+        t = f"{cpu_base}cpu{cpu}/topology/"
+        if cpu in pkg_of:
+            known = packages[pkg_of[cpu]]["pid"]
+            if known is not None and known >= 0:
+                pid = rd.parse(t + "physical_package_id", _signed)
+                if pid is not None and pid != known:
+                    liars.append(cpu)
+            continue
+        mask = _topology_group(rd, t, "core_siblings", "package_cpus")
+        pid = rd.parse(t + "physical_package_id", _signed)
+        if mask is not None:
+            members = mask & online
+            if cpu not in members:
+                rd.warn(f"{t}core_siblings_list: does not contain CPU {cpu} itself, ignored")
+                members = {cpu}
+            taken = {c for c in members if c in pkg_of}
+            if taken:
+                overlaps |= taken
+                members -= taken
+            key = ("cpu", min(members))
+        elif pid is not None and pid >= 0:
+            key, members = ("id", pid), {cpu}
+        else:
+            pkg_missing.append(cpu)
+            continue
+        pkg = packages.setdefault(key, {"pid": pid, "members": set()})
+        pkg["members"] |= members
+        for c in members:
+            pkg_of.setdefault(c, key)
+    if pkg_missing and packages:
+        rd.warn(f"{cpu_base}cpuN/topology: no package for CPUs {_fmt(pkg_missing)}")
+    elif pkg_missing:
+        rd.warn(f"{cpu_base}cpuN/topology: no physical_package_id nor core_siblings; packages unknown")
+    if liars:
+        rd.warn(
+            f"{cpu_base}cpuN/topology/physical_package_id of CPUs {_fmt(liars)} disagrees with their core_siblings: "
+            "packages follow the sibling lists"
+        )
+    if overlaps:
+        rd.warn(
+            f"{cpu_base}cpuN/topology/core_siblings_list: CPUs {_fmt(overlaps)} are in the sibling lists of two "
+            "packages: each kept in the first"
+        )
+
+    keys = sorted(packages, key=lambda k: (min(packages[k]["members"]), k))
+    pids = [packages[k]["pid"] for k in keys]
+    if all(p is not None and p >= 0 for p in pids) and len(set(pids)) == len(pids):
+        pkg_id = {k: packages[k]["pid"] for k in keys}
+    else:
+        pkg_id = {k: i for i, k in enumerate(keys)}
+        if any(p is None or p < 0 for p in pids):
+            why = "is -1 or missing"
+        else:
+            why = "is shared by CPUs with disjoint core_siblings"
+        rd.warn(
+            f"{cpu_base}cpuN/topology/physical_package_id {why}; packages numbered 0-{len(keys) - 1} by first CPU",
+            important=False,
+        )
+    return pkg_of, packages, keys, pkg_id
+
+
+def _sorted_or_none(values):
+    return None if values is None else sorted(values)
+
+
+def _read_nodes(rd, existing):
+    """(ids of the node directories, [(id, CPU set of its cpulist or None)]).
+    Only the nodes ``node/online`` lists when it is readable (as hwloc: a node
+    taken offline may keep its directory); a node whose CPUs overlap an earlier
+    node's (a BIOS bug) is dropped."""
+    node_base = "sys/devices/system/node/"
+    node_ids = sorted(_numbered(rd.listdir("sys/devices/system/node") or (), "node"))
+    if node_ids:
+        online = rd.parse(node_base + "online", _cpuset)
+        if online is not None and online & set(node_ids):
+            gone = [n for n in node_ids if n not in online]
+            if gone:
+                rd.warn(f"{node_base}online: nodes {_fmt(gone)} are not online: left out")
+                node_ids = [n for n in node_ids if n in online]
+    raw_nodes = []
+    seen = set()
+    for nid in node_ids:
+        d = f"{node_base}node{nid}/"
+        ncpus = rd.cpus(d + "cpulist", d + "cpumap", missing="missing, CPUs of node unknown")
+        if ncpus is not None:
+            ncpus &= existing
+            if ncpus & seen:
+                rd.warn(
+                    f"{d}cpulist: CPUs {_fmt(ncpus & seen)} already belong to an earlier node (BIOS bug); "
+                    f"node {nid} ignored"
+                )
+                continue
+            seen |= ncpus
+        raw_nodes.append((nid, ncpus))
+    return node_ids, raw_nodes
+
+
+def _allowed_nodes(rd, raw_nodes, view):
+    """raw_nodes less those the view's memory nodes exclude (a cpuset that
+    allows none of them is ignored, with a warning)."""
+    mems = view["mems"]
+    if mems is None or not raw_nodes:
+        return raw_nodes
+    source = view["cgroup"] or "proc/self/status"
+    if not {n for n, _c in raw_nodes} & mems:
+        rd.warn(f"{source}: allows none of the NUMA nodes, ignored")
+        return raw_nodes
+    hidden = [n for n, _c in raw_nodes if n not in mems]
+    if hidden:
+        rd.warn(f"cpuset of {source} does not allow memory nodes {_fmt(hidden)}: left out", important=False)
+    return [(n, c) for n, c in raw_nodes if n in mems]
+
+
+def _compare_views(rd, views, node_ids):
+    """Warn when the gathering process may use other CPUs or nodes than the
+    service will (a cpuset on the login session, a batch job's cgroup)."""
+    service, gatherer = views["service"], views["gatherer"]
+    ids = set(node_ids)
+
+    def nodes_of(v):
+        return ids if v["mems"] is None else ids & v["mems"]
+
+    if service["cpus"] != gatherer["cpus"] or nodes_of(service) != nodes_of(gatherer):
+        rd.warn(
+            f"the gathering process's cpuset ({gatherer['cgroup'] or 'proc/self/status'}: CPUs "
+            f"{_fmt(gatherer['cpus'])}, nodes {_fmt(nodes_of(gatherer))}) differs from the service's "
+            f"({service['cgroup'] or 'no cpuset, the whole machine'}: CPUs {_fmt(service['cpus'])}, nodes "
+            f"{_fmt(nodes_of(service))}); see cpuset in the facts"
+        )
+
+
+def _nvidia_numa_nodes(rd):
+    """{node id: PCI address} of the NUMA nodes the NVIDIA driver says hold a
+    GPU's memory (proc/driver/nvidia/gpus/<pci>/numa_status "Node: N", what
+    hwloc's Linux backend reads: POWER9 NVLink, GH200/GB200 NVLink-C2C)."""
+    base = "proc/driver/nvidia/gpus"
+    out = {}
+    for addr in sorted(rd.listdir(base) or ()):
+        text = rd.read(f"{base}/{addr}/numa_status")
+        if not text:
+            continue
+        i = text.find("Node:")
+        if i < 0:
+            continue
+        value = text[i + 5 :].split("\n", 1)[0].strip()
+        if _DIGITS.match(value) and int(value) < MAX_CPU:
+            out[int(value)] = addr.lower()
+    return out
+
+
+# NVIDIA's firmware gives coherent GPU memory (NVLink-C2C, POWER9 NVLink) a
+# SLIT distance of 80 or more from every CPU node; CXL and HBM sit closer
+GPU_MEMORY_DISTANCE = 80
+
+
+def _node_records(rd, raw_nodes, node_ids, allowed, gpus, core_count):
+    """(nodes, gpu_memory_nodes) of docs/facts.md from the allowed raw nodes.
+
+    A CPU-less node is GPU memory when the NVIDIA driver says so, or, without
+    the driver's word, when NVIDIA GPUs are present and its memory lies at
+    GPU_MEMORY_DISTANCE or more from every CPU node; it goes to
+    gpu_memory_nodes, never to nodes (no weights, pools or interleave there).
+    A memory-only node's local_nodes come from access0/initiators when the
+    kernel has them (HMAT), else from the nearest distances (as hwloc)."""
+    node_base = "sys/devices/system/node/"
+    read = {}
+    for nid, ncpus in raw_nodes:
+        d = f"{node_base}node{nid}/"
+        total, free = _node_memory(rd, d + "meminfo")
+        dist_rel = d + "distance"
+        row = rd.parse(dist_rel, _ints, missing="missing, distances unknown", important=len(node_ids) > 1)
+        if row is not None and len(row) != len(node_ids):
+            rd.warn(f"{dist_rel}: {len(row)} values for {len(node_ids)} nodes, ignored")
+            row = None
+        # zip without strict=: hosts may run Python < 3.10; the lengths are checked above
+        col = dict(zip(node_ids, row)) if row is not None else {}  # noqa: B905
+        read[nid] = (ncpus, total, free, col)
+
+    cpu_nodes = [n for n, (c, *_rest) in read.items() if c]
+    by_driver = _nvidia_numa_nodes(rd)
+    nvidia = [g for g in gpus if g["vendor"] == "nvidia"]
+    gpu_ids = {}
+    for nid, (ncpus, total, _free, col) in read.items():
+        if ncpus or ncpus is None:
+            continue
+        if nid in by_driver:
+            gpu_ids[nid] = (by_driver[nid], "nvidia-driver")
+        elif nvidia and total and cpu_nodes and all(col.get(c, 0) >= GPU_MEMORY_DISTANCE for c in cpu_nodes):
+            gpu_ids[nid] = (None, "distances")
+    # without the driver's word, the n-th far node is the n-th GPU when counts agree
+    guessed = [n for n, (addr, _s) in gpu_ids.items() if addr is None]
+    if guessed and len(guessed) == len(nvidia) and not by_driver:
+        for nid, gpu in zip(sorted(guessed), nvidia):  # noqa: B905
+            gpu_ids[nid] = (gpu["pci_address"], "distances")
+    for gpu in gpus:
+        gpu["memory_node"] = next((n for n, (a, _s) in gpu_ids.items() if a == gpu["pci_address"]), None)
+
+    kept = [n for n in read if n not in gpu_ids]
+    nodes, gpu_nodes = [], []
+    for nid, (ncpus, total, free, col) in read.items():
+        distances = [col[n] for n in kept] if col else []
+        local = _local_nodes(rd, nid, ncpus, col, cpu_nodes)
+        if nid in gpu_ids:
+            addr, source = gpu_ids[nid]
+            gpu_nodes.append(
+                {"id": nid, "pci_address": addr, "memory_total_bytes": total, "memory_free_bytes": free,
+                 "local_nodes": [n for n in local if n in kept], "source": source}
+            )  # fmt: skip
+            continue
+        cpus = sorted((ncpus or set()) & allowed)
+        nodes.append(
+            {
+                "id": nid,
+                "cpus": cpus,
+                "cores": core_count(cpus),
+                "package_ids": [],
+                "memory_total_bytes": total,
+                "memory_free_bytes": free,
+                "hugepages": _hugepages(rd, f"{node_base}node{nid}/hugepages"),
+                "distances": distances,
+                "memory_only": ncpus is not None and not ncpus and total != 0,
+                "local_nodes": [n for n in local if n in kept],
+                "_map": ncpus or set(),
+            }
+        )
+    if gpu_nodes:
+        rd.warn(
+            f"nodes {_fmt(n['id'] for n in gpu_nodes)} hold GPU memory (gpu_memory_nodes): not places for "
+            "weights, pools or interleave",
+            important=False,
+        )
+    return nodes, gpu_nodes
+
+
+def _local_nodes(rd, nid, ncpus, col, cpu_nodes):
+    """The CPU-bearing nodes nearest to node ``nid``'s memory: itself when it
+    has CPUs; else the nodes its access0/initiators lists (HMAT); else those at
+    the smallest distance, unless every other node is as far (hwloc's rule);
+    [] when unknown."""
+    if ncpus:
+        return [nid]
+    rel = f"sys/devices/system/node/node{nid}/access0/initiators"
+    names = rd.listdir(rel)
+    if names:
+        found = sorted(n for n in _numbered(names, "node") if n != nid and n in cpu_nodes)
+        if found:
+            return found
+    others = {n: d for n, d in col.items() if n != nid}
+    if not others:
+        return []
+    nearest = min(others.values())
+    if nearest <= col.get(nid, 0) or (len(others) > 1 and all(d == nearest for d in others.values())):
+        return []
+    return sorted(n for n, d in others.items() if d == nearest and n in cpu_nodes)
+
+
+def gather(root="/", gpu_memory=True, view="service"):
     """The ``ansible_facts.numa`` dict (docs/facts.md) for the tree at ``root``."""
-    return gather_with_report(root, gpu_memory=gpu_memory)[0]
+    return gather_with_report(root, gpu_memory=gpu_memory, view=view)[0]
+
+
+# A dump archive holds at most a few MB (the 39 reference dumps: 0.6 MB and
+# 16k entries at most); anything far beyond is refused before it is written.
+ARCHIVE_MAX_BYTES = 256 << 20
+ARCHIVE_MAX_MEMBERS = 500000
+
+
+def _extract_capped(tar, dest):
+    """Extract the regular files and directories of ``tar`` into ``dest``,
+    member by member, refusing (tarfile.TarError) an archive whose members add
+    up to more than ARCHIVE_MAX_BYTES or ARCHIVE_MAX_MEMBERS: a 1 MB archive
+    that expands to 1 GB stops at the header of the member that overflows."""
+    total = count = 0
+    data_filter = getattr(tarfile, "data_filter", None)
+    for member in tar:
+        count += 1
+        total += max(member.size, 0)
+        if total > ARCHIVE_MAX_BYTES or count > ARCHIVE_MAX_MEMBERS:
+            raise tarfile.TarError(
+                f"the archive expands beyond {ARCHIVE_MAX_BYTES >> 20} MiB or {ARCHIVE_MAX_MEMBERS} entries, "
+                "far more than a topology dump; extract what you trust yourself and give the directory"
+            )
+        if not (member.isfile() or member.isdir()):
+            continue
+        if data_filter is not None:
+            tar.extract(member, dest, filter="data")
+        elif not (member.name.startswith("/") or ".." in member.name.split("/")):
+            tar.extract(member, dest)  # Python < 3.11.4: only regular files and dirs, no absolute or .. paths
 
 
 @contextlib.contextmanager
@@ -723,12 +985,7 @@ def open_root(root):
         return
     with tempfile.TemporaryDirectory(prefix="ktfleet-dump-") as tmp:
         with tarfile.open(root) as tar:
-            members = [m for m in tar.getmembers() if m.isfile() or m.isdir()]
-            if hasattr(tarfile, "data_filter"):
-                tar.extractall(tmp, members=members, filter="data")
-            else:  # Python < 3.11.4: only regular files and dirs, no absolute or .. paths
-                safe = [m for m in members if not (m.name.startswith("/") or ".." in m.name.split("/"))]
-                tar.extractall(tmp, members=safe)
+            _extract_capped(tar, tmp)
         top = tmp
         entries = os.listdir(tmp)
         # hwloc's archives hold one top directory named after the machine
@@ -765,7 +1022,7 @@ def capture(root, dest, gpu_memory=True):
         target = os.path.join(dest, rel)
         os.makedirs(os.path.dirname(target), exist_ok=True)
         try:
-            data = _slurp(os.path.join(src, rel))
+            data = sysfs.slurp(os.path.join(src, rel))
         except OSError:
             continue  # vanished since gather read it (a PCI device, a process)
         with open(target, "wb") as fh:
@@ -773,13 +1030,17 @@ def capture(root, dest, gpu_memory=True):
     return facts
 
 
-def gather_with_report(root="/", gpu_memory=True, _record=None):
-    """(facts, important warnings): the latter is the subset of
-    ``facts["warnings"]`` that changes what a planner should do."""
-    rd = _Reader(root, _record)
-    cpu_base = "sys/devices/system/cpu/"
+_CPU_BASE = "sys/devices/system/cpu/"
 
-    # -- CPUs: existing, online, allowed ------------------------------------
+
+# ----------------------------------------------------------------------------
+# gather_with_report's sections, in the order it runs them (the order of the
+# warnings follows it).  Sets of CPU numbers are set[int]; ``rd`` is the _Reader.
+
+
+def _read_cpus(rd: "_Reader") -> "tuple[set[int], set[int], list[int]]":
+    """CPUs: (existing, online, offline), as hwloc reads them."""
+    cpu_base = _CPU_BASE
     names = rd.listdir("sys/devices/system/cpu")
     existing = _numbered(names or (), "cpu")
     if not existing:
@@ -810,62 +1071,36 @@ def gather_with_report(root="/", gpu_memory=True, _record=None):
     present = rd.parse(cpu_base + "present", _cpuset)
     present = (present & existing) if present else set(existing)
     offline = sorted((present | existing) - online)
+    return existing, online, offline
 
-    cg_cpus, cg_mems, cg_where = _cgroup_cpuset(rd)
-    st_cpus, st_mems = _status_allowed(rd)
-    allowed = set(online)
-    for source, restrict in ((cg_where, cg_cpus), ("proc/self/status", st_cpus)):
-        if restrict is None:
-            continue
-        if allowed & restrict:
-            allowed &= restrict
-        else:
-            rd.warn(f"{source}: allows none of the online CPUs {_fmt(online)}, ignored")
 
-    # -- NUMA nodes ----------------------------------------------------------
-    node_base = "sys/devices/system/node/"
-    node_names = rd.listdir("sys/devices/system/node")
-    node_ids = sorted(_numbered(node_names or (), "node"))
+def _read_numa_nodes(
+    rd: "_Reader", existing: "set[int]", allowed: "set[int]", view: dict, views: dict
+) -> "tuple[list[int], list[tuple[int, set[int] | None]], bool, set[int]]":
+    """NUMA nodes: (node ids, allowed (id, cpus) pairs, whether sys/.../node exists,
+    usable CPUs that no allowed node lists)."""
+    node_ids, raw_nodes = _read_nodes(rd, existing)
     has_node_dir = bool(node_ids)
-    raw_nodes = []  # (id, cpus in the node's map or None)
-    seen = set()
-    for nid in node_ids:
-        d = f"{node_base}node{nid}/"
-        ncpus = rd.cpus(d + "cpulist", d + "cpumap", missing="missing, CPUs of node unknown")
-        if ncpus is not None:
-            ncpus &= existing
-            if ncpus & seen:
-                rd.warn(
-                    f"{d}cpulist: CPUs {_fmt(ncpus & seen)} already belong to an earlier node (BIOS bug); "
-                    f"node {nid} ignored"
-                )
-                continue
-            seen |= ncpus
-        raw_nodes.append((nid, ncpus))
-
-    mems_allowed = None
-    for source, restrict in ((cg_where, cg_mems), ("proc/self/status", st_mems)):
-        if restrict is None or not has_node_dir:
-            continue
-        ids = {n for n, dummy in raw_nodes}
-        if ids & restrict:
-            mems_allowed = restrict if mems_allowed is None else mems_allowed & restrict
-        else:
-            rd.warn(f"{source}: allows none of the NUMA nodes, ignored")
-    if mems_allowed is not None:
-        hidden = [n for n, dummy in raw_nodes if n not in mems_allowed]
-        if hidden:
-            rd.warn(
-                f"cpuset of {cg_where or 'proc/self/status'} does not allow memory nodes {_fmt(hidden)}: left out",
-                important=False,
-            )
-        raw_nodes = [(n, c) for n, c in raw_nodes if n in mems_allowed]
-
+    raw_nodes = _allowed_nodes(rd, raw_nodes, view)
+    # online CPUs no (allowed) node lists (their node offline or its memory
+    # disallowed, a firmware gap): usable (the scheduler runs threads there,
+    # hwloc keeps them) but with no node to put their memory near; reported,
+    # never dropped silently
+    seen = set().union(*(c for _n, c in raw_nodes if c))
     orphans = allowed - seen if has_node_dir else set()
     if orphans:
-        rd.warn(f"CPUs {_fmt(orphans)} are in no NUMA node's cpulist")
+        rd.warn(
+            f"CPUs {_fmt(orphans)} are in no allowed NUMA node's cpulist: usable, but with no node to bind their memory "
+            "to (cpus_without_node); the planner runs no inference threads on them"
+        )
+    _compare_views(rd, views, [n for n, _c in raw_nodes])
+    return node_ids, raw_nodes, has_node_dir, orphans
 
-    # -- cores: thread-sibling groups among usable CPUs ----------------------
+
+def _read_cores(rd: "_Reader", allowed: "set[int]") -> "tuple[dict[int, int], dict[int, list[int]]]":
+    """Cores, the thread-sibling groups among usable CPUs: (CPU -> its core's
+    first CPU, first CPU -> the core's CPUs)."""
+    cpu_base = _CPU_BASE
     core_of = {}
     no_topo = []
     for cpu in sorted(allowed):
@@ -892,72 +1127,32 @@ def gather_with_report(root="/", gpu_memory=True, _record=None):
     cores = {}
     for cpu, key in core_of.items():
         cores.setdefault(key, []).append(cpu)
+    return core_of, cores
 
-    # -- packages: core_siblings groups with their physical_package_id ------
-    # read for usable CPUs, plus one online CPU of each allowed node that has
-    # none usable (its memory is usable, so its package still matters)
-    pkg_of = {}
-    packages = {}  # key -> {"pid": int or None, "members": set}
+
+def _read_packages(
+    rd: "_Reader", raw_nodes: "list[tuple[int, set[int] | None]]", allowed: "set[int]", online: "set[int]"
+) -> tuple:
+    """Packages: _packages' (pkg_of, packages, keys, pkg_id), the core_siblings
+    groups with their physical_package_id, read for usable CPUs plus one online
+    CPU of each allowed node that has none usable (its memory is usable, so its
+    package still matters)."""
     reps = []
     for _dummy, ncpus in raw_nodes:
         if ncpus and not ncpus & allowed and ncpus & online:
             reps.append(min(ncpus & online))
-    pkg_missing = []
-    for cpu in sorted(allowed) + reps:
-        if cpu in pkg_of:
-            continue
-        t = f"{cpu_base}cpu{cpu}/topology/"
-        mask = _topology_group(rd, t, "core_siblings", "package_cpus")
-        pid = rd.parse(t + "physical_package_id", _signed)
-        if mask is not None:
-            members = mask & online
-            if cpu not in members:
-                rd.warn(f"{t}core_siblings_list: does not contain CPU {cpu} itself, ignored")
-                members = {cpu}
-            key = ("cpu", min(members))
-        elif pid is not None and pid >= 0:
-            key, members = ("id", pid), {cpu}
-        else:
-            pkg_missing.append(cpu)
-            continue
-        pkg = packages.setdefault(key, {"pid": pid, "members": set()})
-        pkg["members"] |= members
-        for c in members:
-            pkg_of.setdefault(c, key)
-    if pkg_missing and packages:
-        rd.warn(f"{cpu_base}cpuN/topology: no package for CPUs {_fmt(pkg_missing)}")
-    elif pkg_missing:
-        rd.warn(f"{cpu_base}cpuN/topology: no physical_package_id nor core_siblings; packages unknown")
+    return _packages(rd, sorted(allowed), reps, online)
 
-    keys = sorted(packages, key=lambda k: (min(packages[k]["members"]), k))
-    pids = [packages[k]["pid"] for k in keys]
-    if all(p is not None and p >= 0 for p in pids) and len(set(pids)) == len(pids):
-        pkg_id = {k: packages[k]["pid"] for k in keys}
-    else:
-        pkg_id = {k: i for i, k in enumerate(keys)}
-        if any(p is None or p < 0 for p in pids):
-            why = "is -1 or missing"
-        else:
-            why = "is shared by CPUs with disjoint core_siblings"
-        rd.warn(
-            f"{cpu_base}cpuN/topology/physical_package_id {why}; packages numbered 0-{len(keys) - 1} by first CPU",
-            important=False,
-        )
 
-    def core_count(cpus):
-        return len({core_of[c] for c in cpus if c in core_of})
-
-    # -- memory --------------------------------------------------------------
+def _read_memory(rd: "_Reader") -> "tuple[int | None, int | None, int | None]":
+    """proc/meminfo: (MemTotal, MemAvailable, MemFree) in bytes, None where unknown."""
     meminfo = rd.read("proc/meminfo", missing="missing, memory totals unknown")
     mem_total = mem_avail = mem_free = None
     if meminfo is not None:
         try:
-            mem_total = _meminfo_kb(meminfo, "MemTotal")
-            mem_avail = _meminfo_kb(meminfo, "MemAvailable")
-            mem_free = _meminfo_kb(meminfo, "MemFree")
+            mem_total, mem_avail, mem_free = sysfs.meminfo_bytes(meminfo, ("MemTotal", "MemAvailable", "MemFree"))
         except ValueError as e:
             rd.warn(f"proc/meminfo: corrupt, ignored ({e})")
-            mem_total = mem_avail = mem_free = None
         else:
             if mem_total is None:
                 rd.warn("proc/meminfo: no MemTotal, memory total unknown")
@@ -965,65 +1160,41 @@ def gather_with_report(root="/", gpu_memory=True, _record=None):
                 rd.warn(
                     "proc/meminfo: no MemAvailable (kernel < 3.14), memory available unknown", important=False
                 )
-        mem_total = mem_total * 1024 if mem_total is not None else None
-        mem_avail = mem_avail * 1024 if mem_avail is not None else None
-        mem_free = mem_free * 1024 if mem_free is not None else None
+    return mem_total, mem_avail, mem_free
 
-    # -- node records --------------------------------------------------------
-    nodes = []
-    if has_node_dir:
-        kept_ids = [n for n, dummy in raw_nodes]
-        for nid, ncpus in raw_nodes:
-            d = f"{node_base}node{nid}/"
-            total, free = _node_memory(rd, d + "meminfo")
-            dist_rel = d + "distance"
-            row = rd.parse(dist_rel, _ints, missing="missing, distances unknown", important=len(node_ids) > 1)
-            distances = []
-            if row is not None:
-                if len(row) == len(node_ids):
-                    if len(kept_ids) == len(node_ids):
-                        distances = row
-                    else:
-                        col = {node_ids[j]: row[j] for j in range(len(row))}
-                        distances = [col[n] for n in kept_ids]
-                else:
-                    rd.warn(f"{dist_rel}: {len(row)} values for {len(node_ids)} nodes, ignored")
-            cpus = sorted((ncpus or set()) & allowed)
-            nodes.append(
-                {
-                    "id": nid,
-                    "cpus": cpus,
-                    "cores": core_count(cpus),
-                    "package_ids": [],
-                    "memory_total_bytes": total,
-                    "memory_free_bytes": free,
-                    "hugepages": _hugepages(rd, d + "hugepages"),
-                    "distances": distances,
-                    "memory_only": ncpus is not None and not ncpus and total != 0,
-                    "_map": ncpus or set(),
-                }
-            )
-    else:
-        rd.warn(
-            "sys/devices/system/node: missing (kernel without NUMA); one node 0 assumed "
-            "with all CPUs and the memory of proc/meminfo"
-        )
-        cpus = sorted(allowed)
-        nodes.append(
-            {
-                "id": 0,
-                "cpus": cpus,
-                "cores": core_count(cpus),
-                "package_ids": [],
-                "memory_total_bytes": mem_total,
-                "memory_free_bytes": mem_free,
-                "hugepages": _hugepages(rd, "sys/kernel/mm/hugepages"),
-                "distances": [],
-                "memory_only": False,
-                "_map": set(allowed),
-            }
-        )
 
+def _single_node(
+    rd: "_Reader", allowed: "set[int]", core_count, mem_total: "int | None", mem_free: "int | None"
+) -> "list[dict]":
+    """Node records of a kernel without NUMA: one node 0 with every CPU and proc/meminfo's memory."""
+    rd.warn(
+        "sys/devices/system/node: missing (kernel without NUMA); one node 0 assumed "
+        "with all CPUs and the memory of proc/meminfo"
+    )
+    cpus = sorted(allowed)
+    return [
+        {
+            "id": 0,
+            "cpus": cpus,
+            "cores": core_count(cpus),
+            "package_ids": [],
+            "memory_total_bytes": mem_total,
+            "memory_free_bytes": mem_free,
+            "hugepages": _hugepages(rd, "sys/kernel/mm/hugepages"),
+            "distances": [],
+            "memory_only": False,
+            "local_nodes": [0] if cpus else [],
+            "_map": set(allowed),
+        }
+    ]
+
+
+def _link_packages(
+    nodes: "list[dict]", packages_read: tuple, online: "set[int]", allowed: "set[int]", core_count
+) -> "list[dict]":
+    """Each node's package_ids filled in (its internal _map dropped), and the
+    package records with their nodes, sorted by id."""
+    pkg_of, packages, keys, pkg_id = packages_read
     pkg_nodes = {k: [] for k in keys}
     for node in nodes:
         nmap = node.pop("_map")
@@ -1040,12 +1211,49 @@ def gather_with_report(root="/", gpu_memory=True, _record=None):
             {"id": pkg_id[k], "nodes": sorted(pkg_nodes[k]), "cores": core_count(cpus), "cpus": cpus}
         )
     pkg_list.sort(key=lambda p: p["id"])
+    return pkg_list
 
+
+def _core_widths(cores: "dict[int, list[int]]") -> "tuple[dict[str, int], list[str]]":
+    """How many cores have each number of threads ({"2": 32}), and those numbers sorted."""
     histogram = {}
     for members in cores.values():
         width = str(len(members))
         histogram[width] = histogram.get(width, 0) + 1
-    widths = sorted(histogram, key=int)
+    return histogram, sorted(histogram, key=int)
+
+
+def gather_with_report(root="/", gpu_memory=True, _record=None, view="service"):
+    """(facts, important warnings): the latter is the subset of
+    ``facts["warnings"]`` that changes what a planner should do.
+
+    ``view`` is whose cpuset the CPUs and nodes are read for: "service" (the
+    default: the cgroup the server's unit will run in, what a plan is for) or
+    "gatherer" (this process's, as lstopo run here shows it)."""
+    if view not in ("service", "gatherer"):
+        raise ValueError(f"view must be service or gatherer, not {view!r}")
+    planning = view
+    rd = _Reader(root, _record)
+
+    existing, online, offline = _read_cpus(rd)
+    views = _cpuset_views(rd, online)
+    view = views[view]
+    allowed = view["cpus"]
+    node_ids, raw_nodes, has_node_dir, orphans = _read_numa_nodes(rd, existing, allowed, view, views)
+    core_of, cores = _read_cores(rd, allowed)
+    packages_read = _read_packages(rd, raw_nodes, allowed, online)
+
+    def core_count(cpus):
+        return len({core_of[c] for c in cpus if c in core_of})
+
+    mem_total, mem_avail, mem_free = _read_memory(rd)
+    gpus = _gpus(rd, gpu_memory)
+    if has_node_dir:
+        nodes, gpu_memory_nodes = _node_records(rd, raw_nodes, node_ids, allowed, gpus, core_count)
+    else:
+        nodes, gpu_memory_nodes = _single_node(rd, allowed, core_count, mem_total, mem_free), []
+    pkg_list = _link_packages(nodes, packages_read, online, allowed, core_count)
+    histogram, widths = _core_widths(cores)
 
     facts = {
         "schema_version": SCHEMA_VERSION,
@@ -1065,7 +1273,16 @@ def gather_with_report(root="/", gpu_memory=True, _record=None):
         "memory_total_bytes": mem_total,
         "memory_available_bytes": mem_avail,
         "cpu": _cpu_facts(rd),
-        "gpus": _gpus(rd, gpu_memory),
+        "gpus": gpus,
+        "gpu_memory_nodes": gpu_memory_nodes,
+        "cpus_without_node": sorted(orphans),
+        "cpuset": {
+            "planning": planning,
+            **{
+                who: {"cgroup": v["cgroup"], "cpus": sorted(v["cpus"]), "mems": _sorted_or_none(v["mems"])}
+                for who, v in views.items()
+            },
+        },  # fmt: skip
         "kernel": _kernel_facts(rd),
         "warnings": rd.warnings,
     }

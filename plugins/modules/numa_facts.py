@@ -11,9 +11,12 @@ description:
   - Reads the NUMA nodes, CPU packages, cores and SMT threads, memory, CPU model and ISA flags, GPUs and their
     NUMA locality, and the NUMA-related kernel settings of a Linux host from C(/sys) and C(/proc), and returns
     them as the C(numa) fact (C(ansible_facts.numa)), the input of every later ktfleet step.
-  - Only the CPUs and memory nodes the reading process may use count, as C(lstopo) from hwloc shows them
-    (online CPUs allowed by the cgroup v1 or v2 cpuset).
+  - Only the CPUs and memory nodes the service may use count (online CPUs allowed by the cgroup v1 or v2 cpuset
+    of C(system.slice)); the reading process's own view, the one C(lstopo) shows, is reported beside them.
   - Reads files only, with the Python standard library; it changes nothing on the host.
+  - On a local connection (the controller is the host) without become, a O(root) other than C(/) (a recorded dump)
+    is read by the action plugin in the controller's process instead of a module process, and a dump archive is
+    extracted and read once per run, however many hosts name it; the facts are the same.
   - Never fails on missing, unreadable or corrupt files. It falls back (for example to one NUMA node on a kernel
     without NUMA support) and explains each fallback in C(ansible_facts.numa.warnings), naming the file. The
     warnings that change a deployment plan are also shown as task warnings.
@@ -44,6 +47,37 @@ options:
       - When V(false), or when C(nvidia-smi) is missing or fails, C(memory_bytes) of NVIDIA GPUs is V(null).
     type: bool
     default: true
+  preflight:
+    description:
+      - Also read what a deployment's preflight checks on the host, in the same call (no further module run),
+        returned as RV(preflight). Each suboption is read only when given.
+      - Read on the host the module runs on (for a recorded host on a local connection, the controller).
+    type: dict
+    suboptions:
+      paths:
+        description: Paths to look up (following links), such as the model directory.
+        type: list
+        elements: path
+        default: []
+      executables:
+        description: Files that must be executable, such as C(/usr/bin/numactl).
+        type: list
+        elements: path
+        default: []
+      systemd:
+        description: Read the systemd version (C(systemctl --version), asked up to three times).
+        type: bool
+        default: false
+      port:
+        description: A TCP port; RV(preflight.port_owner) says which process listens on it (C(ss)), if any.
+        type: int
+      service:
+        description: The systemd service whose main process may hold O(preflight.port) (not reported as the owner).
+        type: str
+        default: ""
+      user:
+        description: An account to look up, as C(getent passwd) would.
+        type: str
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.facts
@@ -58,8 +92,8 @@ attributes:
     platforms: posix
 notes:
   - Linux only. The full schema of the fact is in C(docs/facts.md) of the collection.
-  - Run it without C(become) to see the cpuset of the login session, with C(become) to see root's; a service
-    started by systemd later gets the cpuset of its own unit.
+  - The CPUs and nodes are those the service will get (the cpuset of C(system.slice), where systemd starts it),
+    whatever cpuset the login session or batch job running the module has; that one is in C(cpuset.gatherer).
 seealso:
   - module: ansible.builtin.setup
   - name: hwloc lstopo
@@ -93,6 +127,41 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+preflight:
+  description: What O(preflight) asked for, read on the host. Absent without O(preflight).
+  returned: when O(preflight) is given
+  type: dict
+  contains:
+    paths:
+      description: Per path of O(preflight.paths), C(exists) and C(isdir) (links followed).
+      returned: when O(preflight.paths) is not empty
+      type: dict
+      sample: {"/srv/models/DeepSeek-R1": {"exists": true, "isdir": true}}
+    executables:
+      description: Per path of O(preflight.executables), whether it is an executable file.
+      returned: when O(preflight.executables) is not empty
+      type: dict
+      sample: {"/usr/bin/numactl": true}
+    systemd_version:
+      description: The systemd version, V(null) when C(systemctl --version) did not say.
+      returned: when O(preflight.systemd) is true
+      type: int
+      sample: 252
+    systemd_output:
+      description: What C(systemctl --version) printed when it gave no version.
+      returned: when RV(preflight.systemd_version) is V(null)
+      type: str
+    port_owner:
+      description: The C(ss) line of the process that listens on O(preflight.port), V(null) when the port is free
+        or held by O(preflight.service).
+      returned: when O(preflight.port) is given
+      type: str
+    getent_passwd:
+      description: The account O(preflight.user) as C(getent passwd) gives it (password, uid, gid, gecos, home,
+        shell), V(null) when it does not exist.
+      returned: when O(preflight.user) is given
+      type: dict
+      sample: {"ktfleet": ["x", "998", "998", "", "/var/lib/ktfleet", "/usr/sbin/nologin"]}
 ansible_facts:
   description: The facts, under the single key C(numa).
   returned: always
@@ -118,7 +187,8 @@ ansible_facts:
             - NUMA nodes sorted by id, only those the cpuset allows. Each has C(id), C(cpus) (online and allowed),
               C(cores), C(package_ids), C(memory_total_bytes), C(memory_free_bytes), C(hugepages) (per page size
               in kB, C(total) and C(free) pages), C(distances) (the SLIT row, in the order of C(nodes)) and
-              C(memory_only) (memory but no CPUs at all, such as CXL, HBM or NVDIMM memory).
+              C(memory_only) (memory but no CPUs at all, such as CXL, HBM or NVDIMM memory) and C(local_nodes) (the
+              CPU nodes nearest to its memory, from C(access0/initiators), else the distances).
           returned: always
           type: list
           elements: dict
@@ -132,6 +202,7 @@ ansible_facts:
               hugepages: {"2048": {"total": 0, "free": 0}}
               distances: [10, 21]
               memory_only: false
+              local_nodes: [0]
         packages:
           description: CPU packages (sockets) sorted by id, each with C(id), C(nodes), C(cores) and C(cpus).
           returned: always
@@ -155,10 +226,35 @@ ansible_facts:
           type: list
           elements: int
         cpus_allowed:
-          description: Online CPUs the cgroup cpuset allows, the CPUs a process may use.
+          description: Online CPUs the cpuset of the service allows (C(system.slice), else the root cgroup), the CPUs
+            the server may use.
           returned: always
           type: list
           elements: int
+        cpus_without_node:
+          description: Allowed CPUs no NUMA node lists (their node offline); usable, but no inference threads go there.
+          returned: always
+          type: list
+          elements: int
+        cpuset:
+          description:
+            - The two cpuset views, C(service) (what C(cpus_allowed) and C(nodes) follow, as named by C(planning)) and
+              C(gatherer) (the reading process's, what C(lstopo) shows), each with C(cgroup), C(cpus) and C(mems)
+              (V(null) for every node). A warning says when they differ.
+          returned: always
+          type: dict
+          sample:
+            planning: service
+            service: {cgroup: sys/fs/cgroup/system.slice, cpus: [0, 1, 2, 3], mems: [0, 1]}
+            gatherer: {cgroup: sys/fs/cgroup/user.slice, cpus: [0, 1], mems: [0]}
+        gpu_memory_nodes:
+          description:
+            - NUMA nodes that are a GPU's own coherent memory (NVLink-C2C, POWER9 NVLink), left out of C(nodes), each
+              with C(id), C(pci_address) (V(null) when the GPU is not known), C(memory_total_bytes),
+              C(memory_free_bytes), C(local_nodes) and C(source) (C(nvidia-driver) or C(distances)).
+          returned: always
+          type: list
+          elements: dict
         cores_total:
           description: Physical cores among the allowed CPUs.
           returned: always
@@ -200,7 +296,8 @@ ansible_facts:
         gpus:
           description:
             - NVIDIA and AMD GPUs with C(pci_address), C(vendor), C(device_id), C(numa_node) (V(null) when the
-              platform does not say), C(local_cpus) and C(memory_bytes) (V(null) when unknown).
+              platform does not say), C(local_cpus), C(memory_bytes) (V(null) when unknown) and C(memory_node) (the
+              id in C(gpu_memory_nodes) of its coherent memory, or V(null)).
           returned: always
           type: list
           elements: dict
@@ -216,58 +313,40 @@ ansible_facts:
           elements: str
 """
 
-import os  # noqa: E402  (Ansible modules document themselves first)
-import tarfile  # noqa: E402
-
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
-from ansible_collections.ktfleet.numa.plugins.module_utils.topology import (  # noqa: E402
-    capture_archive,
-    gather,
-    gather_with_report,
-    open_root,
+from ansible_collections.ktfleet.numa.plugins.module_utils.facts_call import (  # noqa: E402
+    ARGUMENT_SPEC,
+    FactsError,
+    probe,
+    read,
 )
+from ansible_collections.ktfleet.numa.plugins.module_utils.topology import gather  # noqa: E402
 
 __all__ = ["gather", "main"]
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            root=dict(type="path", default="/"),
-            gather_gpu_memory=dict(type="bool", default=True),
-            capture=dict(type="path"),
-        ),
-        supports_check_mode=True,
-    )
-    root = module.params["root"]
-    if not os.path.exists(root):
-        module.fail_json(
-            msg=f"root={root} does not exist: give / on a live host, or an extracted topology dump or its tar archive",
-            root=root,
-        )
+def _run(module, argv):
     try:
-        with open_root(root) as tree:
-            if not (os.path.isdir(os.path.join(tree, "sys")) or os.path.isdir(os.path.join(tree, "proc"))):
-                module.fail_json(
-                    msg=f"root={root} has neither sys/ nor proc/: give / on a live host, or the top directory of "
-                    "an extracted topology dump (the one that contains sys/ and proc/), or its tar archive",
-                    root=root,
-                )
-            facts, important = gather_with_report(tree, gpu_memory=module.params["gather_gpu_memory"])
-            archive = module.params["capture"]
-            changed = bool(archive) and not module.check_mode
-            if changed:
-                try:
-                    capture_archive(tree, archive, gpu_memory=False)
-                except OSError as exc:
-                    module.fail_json(msg=f"capture={archive}: cannot write the archive: {exc}")
-    except (OSError, EOFError, tarfile.TarError) as exc:
-        module.fail_json(msg=f"root={root} is neither a directory nor a readable tar archive of a dump: {exc}")
-    facts["root"] = root
+        return module.run_command(argv, handle_exceptions=False)
+    except OSError as exc:  # not installed: preflight says so, naming the command
+        return 127, "", f"{argv[0]}: {exc}"
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    try:
+        facts, important, changed = read(
+            module.params["root"], module.params["gather_gpu_memory"], module.params["capture"], module.check_mode
+        )
+    except FactsError as exc:
+        module.fail_json(msg=str(exc), root=module.params["root"])
     for warning in important:
         module.warn(warning)
-    module.exit_json(changed=changed, ansible_facts={"numa": facts})
+    result = dict(changed=changed, ansible_facts={"numa": facts})
+    if module.params["preflight"]:
+        result["preflight"] = probe(module.params["preflight"], lambda argv: _run(module, argv))
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -29,13 +29,8 @@ options:
     default: /
 requirements:
   - Linux with C(/proc/<pid>/numa_maps) (a NUMA kernel).
-attributes:
-  check_mode:
-    support: full
-    description: Only reads, so it runs unchanged in check mode.
-  diff_mode:
-    support: none
-    description: Nothing changes, so there is nothing to diff.
+extends_documentation_fragment:
+  - ktfleet.numa.read_only
 """
 
 EXAMPLES = r"""
@@ -95,6 +90,7 @@ bytes_per_node:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ktfleet.numa.plugins.module_utils.placement import read_placement
+from ansible_collections.ktfleet.numa.plugins.module_utils.service import main_pid
 
 
 def main():
@@ -111,10 +107,10 @@ def main():
     pid = module.params["pid"]
     if module.params["service"]:
         service = module.params["service"]
-        rc, out, err = module.run_command(["systemctl", "show", "-p", "MainPID", "--value", service])
-        if rc != 0 or not out.strip().isdigit():
-            module.fail_json(msg=f"service: cannot read MainPID of {service}: {err.strip() or out.strip()}")
-        pid = int(out.strip())
+        try:
+            pid = main_pid(module.run_command, service)
+        except ValueError as exc:
+            module.fail_json(msg=str(exc))
         if pid == 0:
             module.fail_json(msg=f"service: {service} has no running main process (is it started?)")
     try:

@@ -38,6 +38,19 @@ options:
     description: Seconds between the two snapshots (and what C(perf stat) measures).
     type: float
     default: 10
+  wait_busy:
+    description:
+      - Seconds to wait, before the window starts, until the process (with its descendants) uses
+        O(busy_cores) CPUs or more over half a second; the window then starts at once. V(0) starts it at once.
+      - For a load started just before the sample (an async benchmark, a first request's prefill), which
+        can begin seconds late on a busy host. Without load within the time the window still runs,
+        with a warning.
+    type: float
+    default: 0
+  busy_cores:
+    description: CPUs' worth of use that O(wait_busy) counts as load.
+    type: float
+    default: 0.5
   perf:
     description:
       - V(auto) runs C(perf stat) when C(perf) is on C(PATH) and O(root) is C(/); V(true) also warns when it
@@ -60,13 +73,8 @@ requirements:
 notes:
   - The module runs for O(window) seconds plus the time to read C(numa_maps), which grows with the
     process's mapped memory.
-attributes:
-  check_mode:
-    support: full
-    description: Only reads, so it runs unchanged in check mode.
-  diff_mode:
-    support: none
-    description: Nothing changes, so there is nothing to diff.
+extends_documentation_fragment:
+  - ktfleet.numa.read_only
 """
 
 EXAMPLES = r"""
@@ -101,6 +109,12 @@ window_seconds:
   returned: success
   type: float
   sample: 10.002
+load_wait:
+  description:
+    - With O(wait_busy), whether the load was C(seen) and the C(waited_seconds) before the window; null without.
+  returned: success
+  type: dict
+  sample: {seen: true, waited_seconds: 3.5}
 clock_ticks:
   description: C(SC_CLK_TCK), the unit of C(/proc) CPU times.
   returned: success
@@ -175,6 +189,7 @@ sample_warnings:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ktfleet.numa.plugins.module_utils.numa_sample import sample
+from ansible_collections.ktfleet.numa.plugins.module_utils.service import main_pid
 
 
 def main():
@@ -183,6 +198,8 @@ def main():
             "pid": {"type": "int"},
             "service": {"type": "str"},
             "window": {"type": "float", "default": 10.0},
+            "wait_busy": {"type": "float", "default": 0.0},
+            "busy_cores": {"type": "float", "default": 0.5},
             "perf": {"type": "str", "choices": ["auto", "true", "false"], "default": "auto"},
             "children": {"type": "bool", "default": True},
             "root": {"type": "path", "default": "/"},
@@ -195,22 +212,26 @@ def main():
     window = params["window"]
     if not 0 < window <= 3600:
         module.fail_json(msg=f"window: must be more than 0 and at most 3600 seconds, got {window:g}")
+    if not 0 <= params["wait_busy"] <= 3600:
+        module.fail_json(msg=f"wait_busy: must be 0 to 3600 seconds, got {params['wait_busy']:g}")
+    if not 0 < params["busy_cores"] <= 4096:
+        module.fail_json(msg=f"busy_cores: must be more than 0 CPUs, got {params['busy_cores']:g}")
     pid = params["pid"]
     service = params["service"]
     if service:
         systemctl = module.get_bin_path("systemctl")
         if not systemctl:
             module.fail_json(msg=f"service: cannot find the main process of {service}: systemctl is not installed")
-        rc, out, err = module.run_command([systemctl, "show", "-p", "MainPID", "--value", service])
-        if rc != 0 or not out.strip().isdigit():
-            module.fail_json(msg=f"service: cannot read MainPID of {service}: {err.strip() or out.strip()}")
-        pid = int(out.strip())
+        try:
+            pid = main_pid(module.run_command, service, systemctl)
+        except ValueError as exc:
+            module.fail_json(msg=str(exc))
         if pid == 0:
             module.fail_json(msg=f"service: {service} is not running (no main process); start it before sampling")
     try:
         result = sample(
             pid, root=params["root"], window=window, perf=params["perf"], children=params["children"],
-            service=service,
+            service=service, wait_busy=params["wait_busy"], busy_cores=params["busy_cores"],
         )
     except ProcessLookupError as exc:
         what = f"the main process {pid} of {service}" if service else f"process {pid}"

@@ -7,8 +7,10 @@ into the same one-line style, e.g. ``ktfleet_model.weights_bytes: must be >= 0, 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-from pydantic import ValidationError
+if TYPE_CHECKING:  # only a type here: the filters that raise PlanError load without pydantic
+    from pydantic import ValidationError
 
 
 class PlanError(ValueError):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.ktfleet.numa.plugins.plugin_utils.diagnosis import CHECKS
+from ansible_collections.ktfleet.numa.plugins.plugin_utils.diagnosis.diagnosis import CHECKS
 
 pytestmark = pytest.mark.ansible
 
@@ -34,11 +34,14 @@ SYSTEMD = (
 @pytest.fixture(scope="module")
 def inventory(tmp_path_factory):
     path = tmp_path_factory.mktemp("inventory") / "hosts.yml"
+    # a model directory of its own: the plan reads tensor names from every
+    # *.safetensors under it (kt-kernel walks the tree), so /tmp would read other tests' files
+    model = tmp_path_factory.mktemp("model")
     path.write_text(
         "all:\n  children:\n    gpu_nodes:\n      hosts:\n        live:\n"
         "          ansible_connection: local\n"
         f"          ansible_python_interpreter: {sys.executable}\n"
-        "          ktfleet_model: {name: tiny, weights_bytes: 1G, model_path: /tmp, weights_path: /tmp}\n"
+        f"          ktfleet_model: {{name: tiny, weights_bytes: 1G, model_path: {model}, weights_path: {model}}}\n"
     )
     return path
 
@@ -113,4 +116,14 @@ def test_a_service_that_is_not_running_fails_naming_it(inventory, tmp_path):
     assert proc.returncode != 0
     out = " ".join((proc.stdout + proc.stderr).split())
     assert "live: cannot diagnose service ktfleet-no-such-service:" in out
+    assert not (tmp_path / "diagnosis").exists()
+
+
+def test_the_role_entry_point_checks_its_variables_before_sampling(inventory, tmp_path):
+    """diagnose is a role entry point: its argument spec names a bad variable, nothing is sampled."""
+    proc = run(inventory, "-e", "ktfleet_diagnose_window=soon", "-e", f"ktfleet_report_dir={tmp_path}")
+    assert proc.returncode != 0
+    out = " ".join((proc.stdout + proc.stderr).split())
+    assert "ktfleet_diagnose_window" in out and "float" in out, out[-2000:]
+    assert "Sample the server over the window" not in out
     assert not (tmp_path / "diagnosis").exists()

@@ -21,7 +21,7 @@ import pytest
 from conftest import DUMP_NAMES
 
 from ansible_collections.ktfleet.numa.plugins.module_utils.topology import gather
-from ansible_collections.ktfleet.numa.plugins.plugin_utils import planner
+from ansible_collections.ktfleet.numa.plugins.plugin_utils.planner import planner
 from ansible_collections.ktfleet.numa.plugins.plugin_utils.report import render_html, render_markdown
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,6 +31,8 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (De
 GiB = 1024**3
 MODEL = {"name": "DeepSeek-V3", "weights_bytes": 2 * GiB, "moe_intermediate_size": 2048,
          "model_path": "/srv/models/DeepSeek-V3", "weights_path": "/srv/models/DeepSeek-V3-AMXINT4"}  # fmt: skip
+# The recorded machines predate AMX (most have no AVX512): kt-kernel's llamafile path reads GGUF there
+GGUF_MODEL = {**MODEL, "weights_path": "/srv/models/DeepSeek-V3-GGUF"}
 
 
 def seed_with_gpus() -> dict:
@@ -73,7 +75,7 @@ def fleet(dumps_dir) -> list[dict]:
     for index, name in enumerate(DUMP_NAMES):
         facts = gather(str(dumps_dir / name), gpu_memory=False)
         backend = ("sglang-kt", "legacy")[index % 2]
-        plan = planner.make_plan(facts, MODEL, backend).model_dump(mode="json")
+        plan = planner.make_plan(facts, GGUF_MODEL, backend).model_dump(mode="json")
         records.append({"host": name, "updated": "2025-06-01T00:00:00Z", "facts": facts, "plan": plan})
     return records
 

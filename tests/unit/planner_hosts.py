@@ -26,6 +26,7 @@ def make_facts(
     *,
     model_name: str = "Intel(R) Xeon(R) Gold 6454S",
     amx: bool = True,
+    avx512: bool = True,
     gpus: tuple[int | None, ...] = (0,),
     numa_balancing: int = 0,
     hypervisor: bool = False,
@@ -88,7 +89,8 @@ def make_facts(
             "hypervisor": hypervisor,
             "flags": {
                 "avx2": True,
-                "avx512f": True,
+                "avx512f": avx512,
+                "avx512bw": avx512,
                 "avx512_bf16": amx,
                 "avx512_vnni": True,
                 "avx512_vbmi": True,
@@ -145,9 +147,9 @@ def snc4_host() -> dict:
 
 
 # Xeon 6 (Granite Rapids) in SNC3: 2 packages x 3 nodes of 43/43/42 cores.
-def snc3_host(packages: int = 2) -> dict:
+def snc3_host(packages: int = 2, gpus: tuple[int | None, ...] = (0,)) -> dict:
     specs = [NodeSpec(c, 256 * GiB, p) for p in range(packages) for c in (43, 43, 42)]
-    return make_facts(specs, model_name="Intel(R) Xeon(R) 6980P")
+    return make_facts(specs, model_name="Intel(R) Xeon(R) 6980P", gpus=gpus)
 
 
 def single_node_host() -> dict:
@@ -159,4 +161,12 @@ def cxl_host() -> dict:
     return make_facts([NodeSpec(32, 251 * GiB, 0), NodeSpec(0, 128 * GiB, memory_only=True)])
 
 
-DEEPSEEK_V3_Q4KM = {"name": "DeepSeek-V3-Q4_K_M", "weights_bytes": 382 * GB, "moe_intermediate_size": 2048}
+# the shape from DeepSeek-V3's config.json (hidden_size, moe_intermediate_size, n_routed_experts, num_experts_per_tok)
+DEEPSEEK_V3_Q4KM = {
+    "name": "DeepSeek-V3-Q4_K_M",
+    "weights_bytes": 382 * GB,
+    "moe_intermediate_size": 2048,
+    "hidden_size": 7168,
+    "num_experts": 256,
+    "num_experts_per_tok": 8,
+}

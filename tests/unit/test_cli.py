@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from planner_hosts import seed_host, snc3_host, tutorial_host_1tb
 
-from ansible_collections.ktfleet.numa.plugins.plugin_utils.cli import main
+from ansible_collections.ktfleet.numa.plugins.plugin_utils.cli.cli import main
 
 
 @pytest.fixture
@@ -77,7 +77,7 @@ def test_json_output_is_the_plan(facts_file, capsys):
 
 def test_options_reach_the_planner(facts_file, capsys):
     argv = [
-        "plan", "--facts", facts_file(snc3_host()), "--weights-bytes", "378GiB", "--moe-intermediate-size", "2048",
+        "plan", "--facts", facts_file(snc3_host(gpus=(0, 3))), "--weights-bytes", "378GiB", "--moe-intermediate-size", "2048",
         "--nodes", "0,3", "--gpus", "2", "--reserve-cores", "0", "--json", "--kt-method", "amxint8",
     ]  # fmt: skip
     code, out, _ = run(argv, capsys)
@@ -106,7 +106,7 @@ def test_root_reads_a_captured_dump(dump_root, capsys):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--weights-bytes", "-5"], "ktfleet: error: ktfleet_model.weights_bytes: must be >= 0, got -5"),
+        (["--weights-bytes", "-5"], "ktfleet: error: ktfleet_model.weights_bytes: must be > 0, got -5"),
         (["--weights-bytes", "12XB"], "ktfleet plan: error: argument --weights-bytes: expected bytes"),
         (["--weights-bytes", "1G", "--nodes", "9"], "ktfleet: error: ktfleet_nodes: node(s) 9 do not exist"),
         (
@@ -180,7 +180,7 @@ def test_report_bad_directory_exits_2_with_one_line(files, message, tmp_path, ca
 
 def test_console_script_is_installed(facts_file):
     script = Path(sys.executable).parent / "ktfleet"
-    assert script.exists(), "pyproject declares ktfleet = ...plugin_utils.cli:main"
+    assert script.exists(), "pyproject declares ktfleet = ...plugin_utils.cli.cli:main"
     done = subprocess.run(
         [script, "plan", "--facts", facts_file(seed_host()), "--weights-bytes", "1G", "--backend", "legacy"],
         capture_output=True,
@@ -188,3 +188,50 @@ def test_console_script_is_installed(facts_file):
         timeout=60,
     )
     assert done.returncode == 0 and "cpu_infer         65" in done.stdout
+
+
+def test_facts_file_that_is_not_utf8(tmp_path, capsys):
+    path = tmp_path / "facts.json"
+    path.write_bytes(b'{"nodes": "\xff\xfe"}')
+    code, out, err = run(["plan", "--facts", str(path), "--weights-bytes", "1G"], capsys)
+    assert code == 2 and out == ""
+    assert err.startswith("ktfleet: error: --facts:") and "not UTF-8" in err and len(err.splitlines()) == 1
+
+
+def test_root_that_is_an_empty_directory(tmp_path, capsys):
+    code, out, err = run(["plan", "--root", str(tmp_path), "--weights-bytes", "1G"], capsys)
+    assert code == 2 and out == ""
+    assert "neither sys/ nor proc/" in err and "top directory of an extracted topology dump" in err
+
+
+def test_root_prints_the_facts_warnings(single_dump, tmp_path, capsys):
+    """A corrupt cpulist in a dump: the plan is printed and so is the warning numa_facts would show."""
+    import shutil
+
+    root = tmp_path / "dump"
+    shutil.copytree(single_dump("48amd64-4pa2n6c-sparse"), root, symlinks=True)
+    (root / "sys/devices/system/node/node0/cpulist").write_text("0-5,zz\n")
+    code, out, err = run(["plan", "--root", str(root), "--weights-bytes", "1G"], capsys)
+    assert code == 0 and out.startswith("ktfleet plan:")
+    assert "ktfleet: facts: sys/devices/system/node/node0/cpulist: corrupt" in err
+
+
+def test_absurd_memory_in_a_facts_file(facts_file, capsys):
+    facts = tutorial_host_1tb()
+    facts["nodes"][0]["memory_total_bytes"] = 10**29 * 1024
+    code, out, err = run(["plan", "--facts", facts_file(facts), "--weights-bytes", "1G"], capsys)
+    assert code == 2 and out == "" and "memory_total_bytes" in err
+
+
+def test_plan_reads_the_shard_count_from_the_weights_tensor_names(facts_file, tmp_path, capsys):
+    from test_kt_weights import amx_keys, write_safetensors
+
+    weights = tmp_path / "DeepSeek-V3-AMXINT4"
+    weights.mkdir()
+    write_safetensors(weights / "w.safetensors", amx_keys(shards=2))
+    argv = ["plan", "--facts", facts_file(snc3_host()), "--weights-bytes", "378GiB", "--json",
+            "--moe-intermediate-size", "2048", "--weights-path", str(weights)]  # fmt: skip
+    code, out, _ = run(argv, capsys)
+    assert code == 0 and json.loads(out)["threadpool_count"] == 2  # not the 4 the host could take
+    code, _, err = run([*argv, "--numa-shards", "4"], capsys)
+    assert code == 2 and "ktfleet_model.numa_shards: 4 given, but the tensors under" in err

@@ -8,7 +8,7 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.ktfleet.numa.plugins.filter.diagnose import FilterModule
-from ansible_collections.ktfleet.numa.plugins.plugin_utils.diagnosis import (
+from ansible_collections.ktfleet.numa.plugins.plugin_utils.diagnosis.diagnosis import (
     CHECKS,
     THRESHOLD_NAMES,
     diagnose,

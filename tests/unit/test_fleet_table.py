@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from ansible_collections.ktfleet.numa.plugins.plugin_utils.fleet_table import (
+from ansible_collections.ktfleet.numa.plugins.plugin_utils.planner.fleet_table import (
     fleet_table,
-    human_bytes,
     rollout_outcomes,
 )
 
@@ -23,16 +22,10 @@ PLAN = {
 }
 
 
-def test_human_bytes():
-    assert human_bytes(382 * 1024**3) == "382.0G"
-    assert human_bytes(512) == "512B"
-    assert human_bytes(None) == "?"
-
-
 def test_table_has_one_row_per_host_and_marks_misfits():
     hostvars = {
-        "a": {"ansible_facts": {"numa": FACTS}, "__ktfleet_plan": PLAN},
-        "b": {"ansible_facts": {"numa": FACTS}, "__ktfleet_plan": {**PLAN, "memory": {**PLAN["memory"], "fits": False}}},
+        "a": {"ansible_facts": {"numa": FACTS}, "ktfleet_plan": PLAN},
+        "b": {"ansible_facts": {"numa": FACTS}, "ktfleet_plan": {**PLAN, "memory": {**PLAN["memory"], "fits": False}}},
         "c": {},
     }
     lines = fleet_table(hostvars, ["a", "b", "c"]).splitlines()
@@ -43,5 +36,10 @@ def test_table_has_one_row_per_host_and_marks_misfits():
 
 
 def test_rollout_outcomes_groups_hosts_in_order():
-    hostvars = {"a": {"__ktfleet_outcome": "new"}, "b": {"__ktfleet_outcome": "rolled_back"}, "c": {}}
+    hostvars = {"a": {"ktfleet_rollout_outcome": "new"}, "b": {"ktfleet_rollout_outcome": "rolled_back"}, "c": {}}
     assert rollout_outcomes(hostvars, ["a", "b", "c"]) == {"new": ["a"], "rolled_back": ["b"], "old": ["c"]}
+
+
+def test_a_labelled_host_says_where_its_facts_came_from():
+    hostvars = {"a": {"ansible_facts": {"numa": FACTS}, "ktfleet_plan": PLAN, "ktfleet_facts_label": "synthetic"}}
+    assert fleet_table(hostvars, ["a"]).splitlines()[2].startswith("a (synthetic)  ")

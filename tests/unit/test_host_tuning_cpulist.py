@@ -11,7 +11,6 @@ from ansible_collections.ktfleet.numa.plugins.filter.cpulist import (
     FilterModule,
     cpulist,
     cpumask,
-    format_mask,
     parse_cpulist,
 )
 
@@ -51,29 +50,6 @@ def test_parse(text, ids):
 def test_parse_refuses(text, error):
     with pytest.raises(ValueError, match=re.escape(error)):
         parse_cpulist(text)
-
-
-@pytest.mark.parametrize(
-    ("ids", "mask"),
-    [
-        ([], "0"),
-        ([0, 1], "3"),
-        ([0, 1, 2, 3, 8], "10f"),
-        ([31], "80000000"),
-        ([32], "1,00000000"),
-        ([0, 1, 32], "1,00000003"),
-        (list(range(64)), "ffffffff,ffffffff"),
-        ([100], "10,00000000,00000000,00000000"),
-    ],
-)
-def test_mask_in_32_bit_groups(ids, mask):
-    assert format_mask(ids) == mask
-
-
-def test_mask_round_trips_through_int():
-    ids = [0, 5, 31, 32, 63, 64, 127]
-    value = int(format_mask(ids).replace(",", ""), 16)
-    assert [bit for bit in range(128) if value >> bit & 1] == ids
 
 
 def test_filters_wrap_errors_and_are_registered():

@@ -17,7 +17,6 @@ from ansible_collections.ktfleet.numa.plugins.module_utils.numa_sample import (
     PERF_EVENTS,
     cpu_busy,
     parse_cpu_times,
-    parse_meminfo,
     parse_perf_csv,
     parse_pid_stat,
     perf_commands,
@@ -197,13 +196,6 @@ def test_pid_stat_with_a_hostile_comm():
     assert parse_pid_stat(Path("/proc/self/stat").read_text())["ppid"] == os.getppid()
     with pytest.raises(ValueError):
         parse_pid_stat("42 (short) R 1 2\n")
-
-
-def test_meminfo_of_the_system_and_of_a_node():
-    assert parse_meminfo("MemTotal:  100 kB\nMemAvailable: 50 kB\nHugePages_Total: 3\n") == {
-        "MemTotal": 102400, "MemAvailable": 51200, "HugePages_Total": 3}
-    assert parse_meminfo("Node 1 MemFree:   4 kB\nNode 1 Active(file):  8 kB\n") == {
-        "MemFree": 4096, "Active(file)": 8192}
 
 
 PERF_OUT = """\
@@ -449,6 +441,37 @@ def test_garbage_everywhere_never_raises(host):
         sample(100, root=str(host.root), window=1, sleep=lambda s: None, clock_ticks=TICKS)
 
 
+def test_the_window_waits_for_a_late_load_and_starts_the_moment_it_runs(host):
+    """An async load that starts 3 s late: the window starts then, not while the server idles."""
+    clock, advance, now = fake_clock()
+    steps = []
+
+    def sleep(seconds):
+        advance(seconds)
+        steps.append(now[0])
+        if len(steps) == 6:  # 3 s in: the child (a spinning worker) starts using one CPU
+            host.threads[200][200][0] += 100
+            host.flush()
+        elif len(steps) > 6:
+            host.advance()
+
+    result = sample(100, root=str(host.root), window=10, wait_busy=60, clock=clock, sleep=sleep, clock_ticks=TICKS)
+    assert result["load_wait"] == {"seen": True, "waited_seconds": 3.0}
+    assert result["window_seconds"] == 10.0
+    assert not any("no load" in w for w in result["sample_warnings"])
+
+
+def test_a_load_that_never_comes_ends_the_wait_with_a_warning(host):
+    clock, advance, _ = fake_clock()
+    result = sample(100, root=str(host.root), window=1, wait_busy=4, busy_cores=0.5, clock=clock, sleep=advance,
+                    clock_ticks=TICKS)
+    assert result["load_wait"] == {"seen": False, "waited_seconds": 4.0}
+    assert "proc/100/stat: no load of 0.5 cores or more within 4 s: the window samples an idle server" in (
+        result["sample_warnings"])
+    assert sample(100, root=str(host.root), window=1, sleep=advance, clock=clock,
+                  clock_ticks=TICKS)["load_wait"] is None
+
+
 # --- real processes on this machine -----------------------------------------------------------------
 
 
@@ -508,6 +531,19 @@ def test_perf_counts_a_process_whose_threads_come_and_go():
             assert perf["rc"] == 0, perf
             assert perf["events"]["context-switches"]["status"] == "counted", perf
             assert perf["events"]["cpu-migrations"]["status"] == "counted", perf
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_the_wait_returns_as_soon_as_a_real_process_is_busy():
+    proc = subprocess.Popen([sys.executable, "-c", BUSY])
+    try:
+        wait_running(proc.pid)
+        started = time.monotonic()
+        result = sample(proc.pid, window=0.3, perf="false", wait_busy=30)
+        assert result["load_wait"]["seen"] and result["load_wait"]["waited_seconds"] < 5, result["load_wait"]
+        assert time.monotonic() - started < 10
     finally:
         proc.kill()
         proc.wait()

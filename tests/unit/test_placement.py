@@ -9,11 +9,10 @@ import time
 import pytest
 
 from ansible_collections.ktfleet.numa.plugins.module_utils.placement import (
-    parse_list,
     read_placement,
     summarize_numa_maps,
 )
-from ansible_collections.ktfleet.numa.plugins.plugin_utils.placement_check import placement_problems
+from ansible_collections.ktfleet.numa.plugins.plugin_utils.diagnosis.placement_check import placement_problems
 
 NUMA_MAPS = """\
 55f6fc914000 bind:0-1 file=/usr/bin/python3 mapped=2 N0=2 kernelpagesize_kB=4
@@ -21,11 +20,6 @@ NUMA_MAPS = """\
 7f1000000000 interleave:0-1 anon=512 N0=256 N1=256 kernelpagesize_kB=2048
 7ffcb657e000 bind:0-1 stack anon=3 dirty=3 active=1 N1=3 kernelpagesize_kB=4
 """
-
-
-def test_parse_list():
-    assert parse_list("0-3,8,10-11\n") == [0, 1, 2, 3, 8, 10, 11]
-    assert parse_list("") == []
 
 
 def test_summarize_numa_maps_counts_bytes_and_task_policy():

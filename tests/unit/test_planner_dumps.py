@@ -13,7 +13,8 @@ import json
 import pytest
 from conftest import DUMP_NAMES
 
-from ansible_collections.ktfleet.numa.plugins.plugin_utils import planner
+from ansible_collections.ktfleet.numa.plugins.plugin_utils.errors import PlanError
+from ansible_collections.ktfleet.numa.plugins.plugin_utils.planner import planner
 
 gather = pytest.importorskip(
     "ansible_collections.ktfleet.numa.plugins.module_utils.topology",
@@ -51,6 +52,18 @@ def _model(size: int) -> dict:
     }
 
 
+def _runnable_model(facts: dict, size: int, backend: str) -> dict:
+    """The AMXINT4 model, or BF16 weights where kt-kernel cannot run AMXINT4 (then that refusal is checked)."""
+    model = _model(size)
+    flags = (facts.get("cpu") or {}).get("flags") or {}
+    if backend == "sglang-kt" and any(flags.values()) and not (flags.get("avx512f") and flags.get("avx512bw")):
+        # kt-kernel's avx2 build has no AMX kernels (tests/oracle/test_oracle_kt_rules.py)
+        with pytest.raises(PlanError, match=r"^ktfleet_model.kt_method: AMXINT4 needs AVX512F \+ AVX512BW"):
+            planner.make_plan(facts, model, backend)
+        model = {**model, "weights_path": "/srv/models/DeepSeek-V3-BF16"}
+    return model
+
+
 def _cores(node: dict) -> int:
     # the planner counts each CPU as a core when the dump has no core topology
     return node["cores"] or len(node["cpus"])
@@ -66,7 +79,7 @@ def test_every_dump_is_covered():
 def test_plan_invariants(name, backend, size, facts_of):
     facts = facts_of(name)
     nodes = {n["id"]: n for n in facts["nodes"]}
-    plan = planner.make_plan(facts, _model(size), backend)
+    plan = planner.make_plan(facts, _runnable_model(facts, size, backend), backend)
 
     cpu_nodes = {i for i, n in nodes.items() if n["cpus"] and not n["memory_only"]}
     assert set(plan.numa_nodes) <= cpu_nodes, "threads only on nodes with usable CPUs"
@@ -110,10 +123,9 @@ def test_plan_invariants(name, backend, size, facts_of):
 @pytest.mark.parametrize("name", DUMP_NAMES)
 def test_plans_are_deterministic(name, backend, facts_of):
     facts = facts_of(name)
-    first = planner.make_plan(facts, _model(MODELS["small"]), backend).model_dump(mode="json")
-    again = planner.make_plan(json.loads(json.dumps(facts)), _model(MODELS["small"]), backend).model_dump(
-        mode="json"
-    )
+    model = _runnable_model(facts, MODELS["small"], backend)
+    first = planner.make_plan(facts, model, backend).model_dump(mode="json")
+    again = planner.make_plan(json.loads(json.dumps(facts)), model, backend).model_dump(mode="json")
     assert first == again
     assert json.loads(json.dumps(first, sort_keys=True)) == first
 

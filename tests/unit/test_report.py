@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from planner_hosts import NodeSpec, cxl_host, make_facts, seed_host, snc4_host
 
-from ansible_collections.ktfleet.numa.plugins.plugin_utils import planner
+from ansible_collections.ktfleet.numa.plugins.plugin_utils.planner import planner
 from ansible_collections.ktfleet.numa.plugins.plugin_utils.report import (
     RecordError,
     id_ranges,
@@ -169,6 +169,22 @@ def test_memory_bars_are_red_where_the_weights_do_not_fit():
     assert "DOES NOT FIT" in page
 
 
+def test_memory_bars_show_buffers_and_the_tight_tier():
+    # kt-kernel scratch (memory.scratch_per_pool) drawn apart from the weights; tight is amber, not red
+    facts = seed_host()
+    shaped = {**MODEL, "weights_bytes": 360 * GiB, "moe_intermediate_size": 2048, "hidden_size": 7168,
+              "num_experts": 256, "num_experts_per_tok": 8}  # fmt: skip
+    tight = planner.make_plan(facts, shaped).model_dump(mode="json")
+    assert tight["memory"]["tier"] == "tight"
+    page = render_html([record(facts=facts, plan=tight)])
+    rows = {e[1]["class"] for e in parse(page).found if e[0] == "tr" and "mem-" in (e[1].get("class") or "")}
+    assert rows == {"mem-tight"}
+    assert 'class="buf"' in page and 'class="margin"' in page
+    markdown = render_markdown([record(facts=facts, plan=tight)])
+    assert re.search(r"node 0 +\[#+\++~+[~|.]*\] .*buffers 2\.\dG.*: tight", markdown)
+    assert "| tight |" in markdown  # the fleet table's verdict
+
+
 def test_interleave_checks_only_the_total():
     plan = plan_of(cxl_host(), "legacy", policy="interleave")
     page = render_html([record(facts=cxl_host(), plan=plan)])
@@ -268,7 +284,12 @@ def test_markdown_has_the_tables_and_bars():
     markdown = render_markdown([record(tune=TUNE, diagnosis=DIAGNOSIS, rollout={"outcome": "rolled_back"})])
     assert "| host | nodes | cores | SMT | policy | cpu_infer |" in markdown
     assert "ROLLED BACK" in markdown
-    assert re.search(r"node 0 +\[#+\.+\|\.*\] 150\.0G of 251\.0G, limit 200\.8G: fits", markdown)
+    # weights (#) + margin (~; memory.MARGIN_SHARE, new) of MemTotal, | where the recommended 20% stays free
+    assert re.search(
+        r"node 0 +\[#+~+\.+\|\.*\] 176\.2G of 251\.0G \(weights 150\.0G \+ buffers 0B? \+ margin 26\.2G\), "
+        r"keep-free line 200\.8G: fits",
+        markdown,
+    )
     assert "| 48 | 13.1 | 13, 13.3 | knee |" in markdown
     assert "| remote_memory | WARN | 12% remote | bind | ratio=0.12 |" in markdown
     assert "pool 0: 31 threads" in markdown
@@ -299,11 +320,31 @@ def test_merge_refuses_another_host_and_bad_parts():
         merge_record(record(), {"host": "gpu-a01", "tune": {"chosen": "many"}})
 
 
+def test_the_plan_part_is_read_as_the_planners_model_writes_it():
+    """The record's plan spec is derived from planner.models.Plan: every key, each checked by its type."""
+    from ansible_collections.ktfleet.numa.plugins.plugin_utils.planner.models import Plan
+    from ansible_collections.ktfleet.numa.plugins.plugin_utils.report.records import check_record, spec_of
+
+    plan = json.loads(json.dumps(plan_of(seed_host())))  # as the record file holds it: node keys are strings
+    view = check_record(record(plan=plan), "gpu-a01.json")["plan"]
+    assert set(view) == set(Plan.model_fields) and "port" in view
+    assert view["port"] == plan["port"] == 30000
+    assert view["threads_per_node"] == {int(node): n for node, n in plan["threads_per_node"].items()}
+    assert view["memory"]["keep_free_per_node_bytes"].keys() == {0, 1}
+    with pytest.raises(RecordError, match=r"gpu-a01.json: plan.port: must be an int, got '30000'"):
+        check_record(record(plan={**plan, "port": "30000"}), "gpu-a01.json")
+    with pytest.raises(RecordError, match=r"plan.memory.free_ratio: must be a number"):
+        check_record(record(plan={**plan, "memory": {**plan["memory"], "free_ratio": "most"}}), "gpu-a01.json")
+    assert spec_of(dict[str, float | None]) == ("names", "num")
+    with pytest.raises(TypeError, match="no record spec"):
+        spec_of(bytes)
+
+
 def test_merge_hostvars_maps_the_variables_to_parts():
     facts = seed_host()
     plan = plan_of(facts)
     hostvars = {
-        "a": {"ansible_facts": {"numa": facts}, "__ktfleet_plan": plan, "__ktfleet_outcome": "new"},
+        "a": {"ansible_facts": {"numa": facts}, "ktfleet_plan": plan, "ktfleet_rollout_outcome": "new"},
         "b": {"ktfleet_diagnosis": DIAGNOSIS},
         "c": {},  # nothing known, nothing saved: left out
     }
@@ -313,6 +354,19 @@ def test_merge_hostvars_maps_the_variables_to_parts():
     assert out[0] == {"host": "a", "updated": "2025-09-01T00:00:00Z", "facts": facts, "plan": plan, "rollout": {"outcome": "new"}}
     assert out[1]["tune"] == TUNE and out[1]["diagnosis"] == DIAGNOSIS
     assert out[2] == saved[1]
+
+
+def test_the_inventory_label_of_a_host_reaches_the_fleet_table():
+    """The demo labels its machines synthetic or recorded (ktfleet_facts_label): the report says so too."""
+    facts = seed_host()
+    hostvars = {"seed": {"ansible_facts": {"numa": facts}, "ktfleet_plan": plan_of(facts),
+                         "ktfleet_facts_label": "synthetic"},
+                "plain": {"ansible_facts": {"numa": facts}, "ktfleet_plan": plan_of(facts)}}  # fmt: skip
+    records = merge_hostvars([], hostvars, ["seed", "plain"], updated="2025-09-01T00:00:00Z")
+    assert [r.get("label") for r in records] == [None, "synthetic"]
+    markdown = render_markdown(records)
+    assert "seed (synthetic)" in markdown and "plain (" not in markdown
+    assert "seed (synthetic)" in render_html(records)
 
 
 def test_load_records_round_trip(tmp_path):
@@ -418,7 +472,7 @@ WRAPPER = """
         root: "{{ ktfleet_facts_root }}"
     - name: Plan
       ansible.builtin.set_fact:
-        __ktfleet_plan: "{{ ansible_facts.numa | ktfleet.numa.plan(ktfleet_model) }}"
+        ktfleet_plan: "{{ ansible_facts.numa | ktfleet.numa.plan(ktfleet_model) }}"
     - name: Tuning result
       ansible.builtin.set_fact:
         ktfleet_tune_result: {unit: tokens/s, knee: 6, chosen: 4, reason: x, table: [{threads: 4, samples: [2.0], median: 2.0}]}
@@ -460,7 +514,8 @@ def test_playbook_writes_once_and_keeps_saved_parts(tmp_path):
 
     assert play(wrapper, "--check")["changed"] > 0
     assert not out.exists(), "check mode writes nothing"
-    assert play(wrapper)["changed"] == 4  # tasks: the directory, the records (a loop), the page, the Markdown
+    # one release_files task writes the directory, the records, the page and the Markdown
+    assert play(wrapper)["changed"] == 1
     written = {p.name: p.read_bytes() for p in out.iterdir()}
     assert sorted(written) == ["REPORT.md", "index.html", "knl.json", "xeon.json"]
     assert play(wrapper, "-e", "with_tune=false")["changed"] == 0, "the same inputs change nothing"
@@ -471,7 +526,9 @@ def test_playbook_writes_once_and_keeps_saved_parts(tmp_path):
 
     # --limit: the play still runs (as the limited host) and merges that host only
     bigger = '{"ktfleet_model": {"name": "m", "weights_bytes": "2G", "model_path": "/m", "weights_path": "/w"}}'
-    assert play(wrapper, "--limit", "knl", "-e", bigger, hosts="knl")["changed"] == 3  # knl's record, page, Markdown
+    knl_before = (out / "knl.json").read_bytes()
+    assert play(wrapper, "--limit", "knl", "-e", bigger, hosts="knl")["changed"] == 1  # knl's record, page, Markdown
+    assert (out / "knl.json").read_bytes() != knl_before
     assert (out / "xeon.json").read_bytes() == written["xeon.json"], "hosts outside the limit keep their record"
     knl = json.loads((out / "knl.json").read_text())
     assert knl["plan"] != json.loads(written["knl.json"])["plan"] and knl["tune"]["chosen"] == 4

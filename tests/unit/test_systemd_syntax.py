@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from ansible_collections.ktfleet.numa.plugins.plugin_utils.systemd_syntax import (
+from ansible_collections.ktfleet.numa.plugins.plugin_utils.planner.systemd_syntax import (
     environment_lines,
     exec_line,
     quote_word,

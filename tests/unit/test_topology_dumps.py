@@ -38,7 +38,9 @@ def facts_of(dump_root):
 
     def _facts(name):
         if name not in cache:
-            cache[name] = gather(str(dump_root(name)), gpu_memory=False)
+            # hwloc's answer is what lstopo saw from the process that made the dump:
+            # the gatherer's cpuset, not the service's (docs/facts.md "Whose cpuset")
+            cache[name] = gather(str(dump_root(name)), gpu_memory=False, view="gatherer")
         return cache[name]
 
     return _facts
@@ -169,10 +171,11 @@ def test_schema_keys(facts_of):
         "schema_version", "root", "nodes", "packages", "nodes_per_package", "cpus_online", "cpus_offline",
         "cpus_allowed", "cores_total", "core_cpus", "threads_per_core", "threads_per_core_histogram", "smt_active",
         "memory_total_bytes", "memory_available_bytes", "cpu", "gpus", "kernel", "warnings",
+        "gpu_memory_nodes", "cpus_without_node", "cpuset",
     }  # fmt: skip
     node_keys = {
         "id", "cpus", "cores", "package_ids", "memory_total_bytes", "memory_free_bytes", "hugepages",
-        "distances", "memory_only",
+        "distances", "memory_only", "local_nodes",
     }  # fmt: skip
     for name in DUMP_NAMES:
         facts = facts_of(name)

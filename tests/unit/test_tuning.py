@@ -1,4 +1,4 @@
-"""The thread-count search (plugin_utils/tuning.py) on known curves, and the bench client on a real server."""
+"""The thread-count search (plugin_utils/tuning/tuning.py) on known curves, and the bench client on a real server."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 from planner_hosts import DEEPSEEK_V3_Q4KM, GB, NodeSpec, make_facts, seed_host
 
 from ansible_collections.ktfleet.numa.plugins.module_utils import decode_bench
-from ansible_collections.ktfleet.numa.plugins.plugin_utils import tuning
 from ansible_collections.ktfleet.numa.plugins.plugin_utils.errors import PlanError
+from ansible_collections.ktfleet.numa.plugins.plugin_utils.tuning import tuning
 
 REPO = Path(__file__).resolve().parents[2]
 STANDIN = REPO / "molecule" / "shared" / "standin"

@@ -12,14 +12,21 @@ ktransformers.server.main``) under the unit ktfleet rendered, unchanged:
   placement shows in /proc/<pid>/numa_maps;
 * serves GET /health and /v1/models on --host/--port, as SGLang and the legacy
   server's OpenAI-compatible API do;
+* answers ``--help`` with the flags the real release's argparse defines
+  (``help/sglang-kt.txt``, ``help/legacy.txt``), and its venv carries the
+  dist-info metadata of the release it stands in for (written by prepare.yml),
+  so ktfleet's server check (``ktfleet.numa.server_check``) sees what it would
+  on a real host; it has no ``cpuinfer_ext``, so the USE_NUMA build cannot be
+  told (a warning);
 * fails its health check (HTTP 503) when a file ``standin-fail`` sits in its
   virtual environment (sys.prefix): the fault scenario's broken release;
 * answers POST /v1/completions (streamed or not) at a decode speed that follows
   a throughput curve over its thread count (--kt-cpuinfer / --cpu_infer): rising
   linearly to a known knee, then falling, as memory bandwidth saturates and
   threads contend on a real host. The curve is ``standin-curve.json`` in its
-  virtual environment ({"knee": 7, "peak": 40.0, "drop": 0.15}); without it,
-  a flat 50 tokens/s. While it generates, one spinning process per thread
+  virtual environment ({"knee": 7, "peak": 40.0, "drop": 0.15}; with "rise" the
+  way up falls off by that fraction per thread too, and "floor" bounds both
+  sides, default 0.1 of the peak); without it, a flat 50 tokens/s. While it generates, one spinning process per thread
   (pinned to the CPUs the unit allows it) makes the load visible to per-node
   CPU accounting, as kt-kernel's pools do.
 """
@@ -50,9 +57,12 @@ def tokens_per_second(threads: int, curve: dict | None) -> float:
     if not curve:
         return 50.0
     knee, peak, drop = int(curve["knee"]), float(curve["peak"]), float(curve.get("drop", 0.15))
+    floor = float(curve.get("floor", 0.1))
     if threads <= knee:
+        if "rise" in curve:  # a peak sharper than the measuring noise of a busy emulated guest
+            return peak * max(floor, 1.0 - float(curve["rise"]) * (knee - threads))
         return peak * threads / knee
-    return peak * max(0.1, 1.0 - drop * (threads - knee))
+    return peak * max(floor, 1.0 - drop * (threads - knee))
 
 
 def _spin(cpu: int, busy) -> None:
@@ -125,7 +135,21 @@ class _Load:
                 self.busy.clear()
 
 
+def _help(module: str) -> None:
+    """--help as the real launcher answers it: its flags (help/*.txt, taken from the release's own argparse)."""
+    name = "sglang-kt" if module == "sglang.launch_server" else "legacy"
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "help", f"{name}.txt"), encoding="utf-8") as fh:
+        flags = [line.strip() for line in fh if line.strip() and not line.startswith("#")]
+    print(f"usage: python -m {module} [-h] " + " ".join(f"[{flag} ...]" for flag in flags[:3]) + " ...")
+    print("\noptions:\n  -h, --help  show this help message and exit")
+    for flag in flags:
+        print(f"  {flag}")
+
+
 def serve(module: str, argv: list[str]) -> None:
+    if "--help" in argv or "-h" in argv:
+        _help(module)
+        return
     host = _arg(argv, "--host", default="127.0.0.1")
     port = int(_arg(argv, "--port", default="30000"))
     model = _arg(argv, "--served-model-name", "--model", "--model_path", default="model")
