@@ -833,3 +833,22 @@ def test_sglang_kt_remedies_never_say_more_gpu_experts_for_amx_or_llamafile():
 def test_chunked_prefill_size_is_validated():
     with pytest.raises(PlanError, match=r"^ktfleet_chunked_prefill_size: "):
         plan(seed_host(), chunked_prefill_size=0)
+
+
+def test_the_argv_and_the_plan_state_the_same_thread_count_port_and_host():
+    """cpu_infer, threadpool_count, port and listen_host are fields and argv words: a plan whose two disagree
+    cannot be made (tuning reads the field, the unit runs the argv)."""
+    from ansible_collections.ktfleet.numa.plugins.plugin_utils.planner.models import Plan
+
+    for backend in ("sglang-kt", "legacy"):
+        plan = planner.make_plan(seed_host(), SMALL, backend)
+        data = plan.model_dump(mode="json")
+        assert Plan.model_validate(data) == plan
+        flag = "--kt-cpuinfer" if backend == "sglang-kt" else "--cpu_infer"
+        with pytest.raises(ValueError, match=f"server_args give {flag} {plan.cpu_infer}, the plan {plan.cpu_infer + 1}"):
+            Plan.model_validate({**data, "cpu_infer": plan.cpu_infer + 1})
+        with pytest.raises(ValueError, match="server_args give --port"):
+            Plan.model_validate({**data, "port": 1})
+    data = planner.make_plan(seed_host(), SMALL, "sglang-kt").model_dump(mode="json")
+    with pytest.raises(ValueError, match="server_args give --kt-threadpool-count"):
+        Plan.model_validate({**data, "threadpool_count": 7})

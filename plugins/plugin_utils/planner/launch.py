@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 from ..errors import PlanError
-from .models import Backend, ModelSpec, PlanOptions
+from .models import CPU_INFER_FLAG, Backend, ModelSpec, PlanOptions
 
 # kt_kernel: kt_kernel/experts.py INFERENCE_METHODS (tests/oracle checks this against the wheel)
 KT_METHODS = (
@@ -181,7 +181,7 @@ def server_args(
         argv += ["--tensor-parallel-size", str(options.gpus)]
         argv += ["--kt-weight-path", weights_path]
         argv += ["--kt-method", kt_method] if kt_method else []
-        argv += ["--kt-cpuinfer", str(cpu_infer)]
+        argv += [CPU_INFER_FLAG[backend], str(cpu_infer)]
         # always explicit: SGLang's default of 2 pools crashes single-node hosts
         argv += ["--kt-threadpool-count", str(len(kt_nodes))]
         # one word per node id (nargs="+"), as KTransformers' own docs pass them
@@ -195,7 +195,7 @@ def server_args(
         argv += ["--model_path", model_path, "--gguf_path", weights_path]
         if model.optimize_config_path:
             argv += ["--optimize_config_path", model.optimize_config_path]
-        argv += ["--cpu_infer", str(cpu_infer)]
+        argv += [CPU_INFER_FLAG[backend], str(cpu_infer)]
         argv += ["--chunk_size", str(options.chunk_size)] if balance_serve(options) else []
         argv += ["--max_new_tokens", str(options.max_new_tokens)]
         argv += ["--cache_lens", str(options.cache_lens), "--max_batch_size", str(options.max_batch_size)]

@@ -1,7 +1,7 @@
 """Typed inputs and output of the planner (pydantic v2; controller side only).
 
-Inputs: ``Facts`` (the subset of ``ansible_facts.numa`` the planner reads, see
-docs/facts.md; other keys are ignored), ``ModelSpec`` (``ktfleet_model``),
+Inputs: ``Facts`` (the part of ``ansible_facts.numa`` the controller reads, the
+planner and the fleet report alike, see docs/facts.md; other keys are ignored), ``ModelSpec`` (``ktfleet_model``),
 ``PlanOptions`` (the ``ktfleet_*`` planner variables) and ``Backend``.
 Output: ``Plan`` with its ``MemoryFit`` (docs/plan.md). The ``parse_*`` helpers turn
 any validation failure into a one-line ``PlanError`` naming the variable.
@@ -32,6 +32,10 @@ class Backend(StrEnum):
     SGLANG_KT = "sglang-kt"  # KTransformers 0.4+: SGLang with kt-kernel
 
 
+# the server flag that takes the CPU thread count (the plan's cpu_infer)
+CPU_INFER_FLAG = {Backend.LEGACY: "--cpu_infer", Backend.SGLANG_KT: "--kt-cpuinfer"}
+
+
 class Policy(StrEnum):
     AUTO = "auto"
     BIND = "bind"
@@ -60,6 +64,8 @@ class CpuFlags(BaseModel):
 
 class CpuInfo(BaseModel):
     model_config = _FACTS
+    architecture: str | None = None
+    vendor: str | None = None
     model_name: str | None = None
     hypervisor: bool = False
     flags: CpuFlags = Field(default_factory=CpuFlags)
@@ -68,7 +74,11 @@ class CpuInfo(BaseModel):
 class Gpu(BaseModel):
     model_config = _FACTS
     pci_address: str | None = None
+    vendor: str | None = None
+    device_id: str | None = None
+    model: str | None = None
     numa_node: int | None = None
+    memory_bytes: int | None = None
 
 
 class KernelInfo(BaseModel):
@@ -83,8 +93,17 @@ class Node(BaseModel):
     cores: int = Field(default=0, ge=0)
     package_ids: tuple[int, ...] = ()
     memory_total_bytes: int | None = Field(default=None, ge=0, le=MAX_MEMORY_BYTES)
+    memory_free_bytes: int | None = None
     memory_only: bool = False
     distances: tuple[int, ...] = ()
+
+
+class Package(BaseModel):
+    model_config = _FACTS
+    id: int
+    nodes: tuple[int, ...] = ()
+    cores: int | None = None
+    cpus: tuple[int, ...] = ()
 
 
 class GpuMemoryNode(BaseModel):
@@ -96,10 +115,20 @@ class GpuMemoryNode(BaseModel):
     memory_total_bytes: int | None = Field(default=None, ge=0, le=MAX_MEMORY_BYTES)
 
 
+# the fact module writes null for what it could not see: these keys then take their defaults
+_NULL_MEANS_DEFAULT = frozenset(
+    ("cpu", "kernel", "gpus", "warnings", "gpu_memory_nodes", "cpus_without_node", "packages", "core_cpus")
+)
+
+
 class Facts(BaseModel):
     model_config = _FACTS
     nodes: tuple[Node, ...] = Field(min_length=1)
+    packages: tuple[Package, ...] = ()
     nodes_per_package: int = Field(default=1, ge=0)
+    cores_total: int | None = None
+    core_cpus: tuple[tuple[int, ...], ...] = ()  # each core's logical CPUs (SMT siblings)
+    threads_per_core: int | None = None
     smt_active: bool = False
     memory_total_bytes: int | None = Field(default=None, ge=0, le=MAX_MEMORY_BYTES)
     memory_available_bytes: int | None = Field(default=None, ge=0, le=MAX_MEMORY_BYTES)
@@ -109,20 +138,13 @@ class Facts(BaseModel):
     cpus_without_node: tuple[int, ...] = ()
     kernel: KernelInfo = Field(default_factory=KernelInfo)
     warnings: tuple[str, ...] = ()
+    root: str | None = None  # where the facts were read: "/" or a recorded dump
 
     @model_validator(mode="before")
     @classmethod
     def _nulls_are_defaults(cls, data: Any) -> Any:
-        # the fact module writes null for what it could not see
         if isinstance(data, Mapping):
-            return {
-                k: v
-                for k, v in data.items()
-                if not (
-                    v is None
-                    and k in ("cpu", "kernel", "gpus", "warnings", "gpu_memory_nodes", "cpus_without_node")
-                )
-            }
+            return {k: v for k, v in data.items() if not (v is None and k in _NULL_MEANS_DEFAULT)}
         return data
 
     @field_validator("nodes")
@@ -303,6 +325,21 @@ class Plan(BaseModel):
     memory: MemoryFit
     reasons: list[str]
     warnings: list[str]
+
+    @model_validator(mode="after")
+    def _argv_says_what_the_plan_says(self) -> Plan:
+        # cpu_infer, port and listen_host are stated twice, as fields (what tuning, health
+        # checks and the report read) and in the argv (what the unit runs): they must agree
+        words = {CPU_INFER_FLAG[self.backend]: str(self.cpu_infer), "--port": str(self.port),
+                 "--host": self.listen_host}  # fmt: skip
+        if self.backend is Backend.SGLANG_KT:
+            words["--kt-threadpool-count"] = str(self.threadpool_count)
+        for flag, value in words.items():
+            at = self.server_args.index(flag) if flag in self.server_args else -1
+            given = self.server_args[at + 1] if 0 <= at < len(self.server_args) - 1 else None
+            if given != value:
+                raise ValueError(f"server_args give {flag} {given}, the plan {value}")
+        return self
 
 
 # --- parsing with one-line errors ---------------------------------------------------

@@ -25,10 +25,9 @@ from ansible_collections.ktfleet.numa.plugins.module_utils.cpulist import join_i
 
 from ..plain import plain
 from ..sizes import format_size, parse_size
-from .models import Backend, Plan, parse_backend, parse_facts
+from .models import CPU_INFER_FLAG, Backend, Plan, parse_backend, parse_facts
 
 SGLANG_DEFAULT_THREADPOOLS = 2  # sglang_kt 0.7.2 sglang/srt/server_args.py, --kt-threadpool-count default=2
-CPU_INFER_FLAG = {Backend.LEGACY: "--cpu_infer", Backend.SGLANG_KT: "--kt-cpuinfer"}
 
 
 @dataclass(frozen=True)
