@@ -9,6 +9,7 @@ import subprocess
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Literal, TypedDict
 
 import pytest
 from planner_hosts import NodeSpec, cxl_host, make_facts, seed_host, snc4_host
@@ -338,6 +339,45 @@ def test_the_plan_part_is_read_as_the_planners_model_writes_it():
     assert spec_of(dict[str, float | None]) == ("names", "num")
     with pytest.raises(TypeError, match="no record spec"):
         spec_of(bytes)
+
+
+class _Part(TypedDict):
+    kind: Literal["a", "b"]
+    figures: dict[str, int | float]
+    label: str | None
+
+
+def test_every_part_is_read_as_its_producer_declares_it():
+    """Facts from the planner's Facts model, tune and diagnosis from their producers' TypedDicts, the
+    rollout outcome from its Literal: a key or value the producer adds reaches the report's checks."""
+    from typing import get_args
+
+    from ansible_collections.ktfleet.numa.plugins.plugin_utils.diagnosis.diagnosis import Diagnosis, diagnose
+    from ansible_collections.ktfleet.numa.plugins.plugin_utils.planner.fleet_table import Outcome
+    from ansible_collections.ktfleet.numa.plugins.plugin_utils.planner.models import Facts
+    from ansible_collections.ktfleet.numa.plugins.plugin_utils.report.records import check_record, spec_of
+    from ansible_collections.ktfleet.numa.plugins.plugin_utils.tuning.tuning import TuneResult
+
+    facts = seed_host()
+    view = check_record(record(facts=facts), "gpu-a01.json")
+    assert set(view["facts"]) == set(Facts.model_fields)
+    assert view["facts"]["packages"] == facts["packages"] and view["facts"]["core_cpus"] == []  # not in this fixture
+    with pytest.raises(RecordError, match=r"facts\.packages\[0\]\.cores: must be an int"):
+        check_record(record(facts={**facts, "packages": [{**facts["packages"][0], "cores": "32"}]}), "gpu-a01.json")
+
+    result = diagnose({"window_seconds": 5.0})
+    view = check_record(record(diagnosis=json.loads(json.dumps(result))), "gpu-a01.json")["diagnosis"]
+    assert set(view) == set(Diagnosis.__annotations__) and view["status"] == result["status"]
+    assert view["thresholds"] == result["thresholds"]
+    with pytest.raises(RecordError, match=r"diagnosis\.status: must be one of ok, warn, fail, info, got 'broken'"):
+        check_record(record(diagnosis={**result, "status": "broken"}), "gpu-a01.json")
+
+    assert set(check_record(record(tune={"chosen": 4}), "gpu-a01.json")["tune"]) == set(TuneResult.__annotations__)
+    assert get_args(Outcome) == ("new", "rolled_back", "old")
+
+    assert spec_of(_Part) == {"kind": ("a", "b"), "figures": ("names", "num"), "label": "str"}
+    with pytest.raises(TypeError, match="no record spec"):
+        spec_of(int | list[int])
 
 
 def test_merge_hostvars_maps_the_variables_to_parts():

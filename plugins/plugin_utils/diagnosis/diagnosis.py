@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import textwrap
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 from ansible_collections.ktfleet.numa.plugins.module_utils.cpulist import format_cpulist as _cpu_ranges
 from ansible_collections.ktfleet.numa.plugins.module_utils.cpulist import join_ids as _nodes_text
@@ -38,7 +38,25 @@ CHECKS = (
     "cache",
     "throughput",
 )
-STATUSES = ("fail", "warn", "ok", "info")  # worst first
+Status = Literal["ok", "warn", "fail", "info"]
+STATUSES: tuple[Status, ...] = ("fail", "warn", "ok", "info")  # worst first
+
+
+class Verdict(TypedDict):
+    check: str
+    status: Status
+    summary: str
+    remedy: str
+    numbers: dict[str, int | float | str | bool]  # the figures behind the summary
+
+
+class Diagnosis(TypedDict):
+    """What ``diagnose`` returns (``ktfleet_diagnosis``; the fleet report's diagnosis part)."""
+
+    window_seconds: float
+    status: Status  # the worst verdict's
+    verdicts: list[Verdict]
+    thresholds: dict[str, float]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,7 +134,7 @@ def make_thresholds(**overrides: Any) -> Thresholds:
 # --- helpers ----------------------------------------------------------------------------
 
 
-def _verdict(check: str, status: str, summary: str, remedy: str = "", **numbers: Any) -> dict:
+def _verdict(check: str, status: Status, summary: str, remedy: str = "", **numbers: Any) -> Verdict:
     return {
         "check": check,
         "status": status,
@@ -607,7 +625,7 @@ def _worst(statuses) -> str:
 
 
 def diagnose(sample: Mapping, plan: Mapping | None = None, facts: Mapping | None = None, *,
-             throughput: Mapping | None = None, **thresholds: Any) -> dict:
+             throughput: Mapping | None = None, **thresholds: Any) -> Diagnosis:
     """Verdicts on ``sample`` (a numa_sample result) against ``plan``; see the module docstring.
 
     ``throughput`` is ``{"measured": tok/s now, "tuned": tok/s recorded by tuning}`` (optional;

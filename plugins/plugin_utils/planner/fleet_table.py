@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Literal, get_args
 
 from .. import text_table
 from ..sizes import format_size_short as human_bytes
 
+# a host's ktfleet_rollout_outcome: the new release healthy, the old one put back, or not reached
+Outcome = Literal["new", "rolled_back", "old"]
 COLUMNS = ("host", "nodes", "cores", "SMT", "policy", "cpu_infer", "pools", "needs", "available", "verdict")
 
 
@@ -50,7 +53,7 @@ def fleet_table(hostvars: Mapping, hosts: Iterable[str]) -> str:
 
 def rollout_outcomes(hostvars: Mapping, hosts: Iterable[str]) -> dict[str, list[str]]:
     """Hosts by outcome: 'new' release, 'rolled_back', or 'old' (not reached)."""
-    outcomes: dict[str, list[str]] = {"new": [], "rolled_back": [], "old": []}
+    outcomes: dict[str, list[str]] = {outcome: [] for outcome in get_args(Outcome)}
     for host in hosts:
         outcome = (hostvars.get(host) or {}).get("ktfleet_rollout_outcome")
         outcomes[outcome if outcome in outcomes else "old"].append(host)

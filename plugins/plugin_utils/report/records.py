@@ -27,79 +27,75 @@ class RecordError(ValueError):
 # --- record schema ----------------------------------------------------------------
 # Every key is optional and null means missing (the fact module writes null for
 # what it could not see); a present value of the wrong type is an error. Specs: a
-# scalar kind, a dict (keys checked, others kept but not read), [spec] (a list of
-# it, no nulls inside), or ("nodes" | "names", kind) for maps keyed by node id or
-# by any name.
+# scalar kind, a OneOf (one of these values), a dict (keys checked, others
+# kept but not read), [spec] (a list of it, no nulls inside), or ("nodes" |
+# "names", kind) for maps keyed by node id or by any name. Each part's spec is
+# derived from the type its producer declares (``parts``), never listed here.
 
 Spec = Any
-ENUMS = {
-    "status": ("ok", "warn", "fail", "info"),
-    "outcome": ("new", "rolled_back", "old"),
-}
-NODE = {
-    "id": "int", "cpus": ["int"], "cores": "int", "package_ids": ["int"],
-    "memory_total_bytes": "int", "memory_free_bytes": "int", "memory_only": "bool",
-    "distances": ["int"],
-}  # fmt: skip
-FACTS = {
-    "nodes": [NODE],
-    "packages": [{"id": "int", "nodes": ["int"], "cores": "int", "cpus": ["int"]}],
-    "nodes_per_package": "int", "cores_total": "int", "core_cpus": [["int"]], "threads_per_core": "int",
-    "smt_active": "bool",
-    "memory_total_bytes": "int", "memory_available_bytes": "int", "root": "str",
-    "cpu": {"architecture": "str", "vendor": "str", "model_name": "str", "hypervisor": "bool"},
-    "gpus": [{"pci_address": "str", "vendor": "str", "device_id": "str", "model": "str",
-              "numa_node": "int", "memory_bytes": "int"}],
-    "gpu_memory_nodes": [{"id": "int", "pci_address": "str", "memory_total_bytes": "int"}],
-    "cpus_without_node": ["int"],
-    "warnings": ["str"],
-}  # fmt: skip
-ROLLOUT = {"outcome": "outcome"}
-TUNE = {
-    "table": [{"threads": "int", "samples": ["num"], "median": "num"}],
-    "chosen": "int", "knee": "int", "reason": "str", "unit": "str",
-}  # fmt: skip
-DIAGNOSIS = {
-    "window_seconds": "num",
-    "verdicts": [{"check": "str", "status": "status", "summary": "str", "remedy": "str",
-                  "numbers": ("names", "scalar")}],
-}  # fmt: skip
+
+
+class OneOf(tuple):
+    """A Literal's values, in their declared order (the error lists them so)."""
+
+
+_SCALARS = {bool: "bool", int: "int", float: "num", str: "str"}
 
 
 def spec_of(annotation: Any) -> Spec:
-    """The record spec of a pydantic model or a field's type.
+    """The record spec of a pydantic model, a TypedDict or a field's type.
 
-    The plan part is the planner's own ``Plan`` model, so a key the planner adds
-    or retypes reaches the report without a second hand-kept list. Enums are
-    strings; ``X | None`` is X (null means missing anyway); dicts keyed by int are
-    node maps (JSON keys are strings), by str name maps.
+    Enums are strings, Literals the set of their values; ``X | None`` is X (null
+    means missing anyway), ``int | float`` a number and any other union of
+    scalars a scalar; dicts keyed by int are node maps (JSON keys are strings),
+    by str name maps.
     """
     if isinstance(annotation, type) and hasattr(annotation, "model_fields"):
         return {name: spec_of(field.annotation) for name, field in annotation.model_fields.items()}
+    if typing.is_typeddict(annotation):
+        return {name: spec_of(hint) for name, hint in typing.get_type_hints(annotation).items()}
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Literal:
+        return OneOf(args)
     if origin in (typing.Union, types.UnionType):
-        (inner,) = [arg for arg in args if arg is not type(None)]
-        return spec_of(inner)
+        inner = [arg for arg in args if arg is not type(None)]
+        if len(inner) == 1:
+            return spec_of(inner[0])
+        if set(inner) == {int, float}:
+            return "num"
+        if set(inner) <= set(_SCALARS):
+            return "scalar"
+        raise TypeError(f"no record spec for {annotation!r}")
     if origin in (list, tuple):
         return [spec_of(args[0])]
     if origin is dict:
         return ("nodes" if args[0] is int else "names", spec_of(args[1]))
     if isinstance(annotation, type) and issubclass(annotation, enum.Enum | str):
         return "str"
-    kinds = {bool: "bool", int: "int", float: "num"}
-    if annotation in kinds:
-        return kinds[annotation]
+    if annotation in _SCALARS:
+        return _SCALARS[annotation]
     raise TypeError(f"no record spec for {annotation!r}")
 
 
 @functools.cache
 def parts() -> dict[str, Spec]:
-    """Each part's spec; the plan's from the planner's model (imported on first use: pydantic)."""
+    """Each part's spec, from its producer's type: the planner's ``Facts`` and ``Plan``
+    models, the rollout's ``Outcome``, tuning's ``TuneResult`` and diagnosis's
+    ``Diagnosis`` (imported on first use: the models need pydantic)."""
     try:
-        from ..planner.models import Plan
+        from ..diagnosis.diagnosis import Diagnosis
+        from ..planner.fleet_table import Outcome
+        from ..planner.models import Facts, Plan
+        from ..tuning.tuning import TuneResult
     except ImportError as exc:  # a ValueError: the filters say it in one line
         raise RecordError(f"reading records needs pydantic>=2.7 on the controller, as planning does ({exc})") from None
-    return {"facts": FACTS, "plan": spec_of(Plan), "rollout": ROLLOUT, "tune": TUNE, "diagnosis": DIAGNOSIS}
+    return {
+        "facts": spec_of(Facts),
+        "plan": spec_of(Plan),
+        "rollout": {"outcome": spec_of(Outcome)},
+        "tune": spec_of(TuneResult),
+        "diagnosis": spec_of(Diagnosis),
+    }
 
 
 _KINDS = {
@@ -139,18 +135,22 @@ def _conform(value: Any, spec: Spec, where: str, path: str) -> Any:
                 raise _bad(where, f"{path}[{i}]", "a value, not null", item)
             items.append(_conform(item, spec[0], where, f"{path}[{i}]"))
         return items
+    if isinstance(spec, OneOf):
+        if value is not None and value not in spec:
+            raise _bad(where, path, _one_of(spec), value)
+        return value
     if isinstance(spec, tuple):
         return _conform_map(value, spec, where, path)
     if value is None:
         return None
-    if spec in ENUMS:
-        if value not in ENUMS[spec]:
-            raise _bad(where, path, "one of " + ", ".join(ENUMS[spec]), value)
-        return value
     what, ok = _KINDS[spec]
     if not ok(value):
         raise _bad(where, path, what, value)
     return value
+
+
+def _one_of(values: OneOf) -> str:
+    return "one of " + ", ".join(map(str, values))
 
 
 def _conform_map(value: Any, spec: tuple[str, str], where: str, path: str) -> dict:
@@ -203,7 +203,7 @@ def check_record(record: Any, where: str) -> dict:
         if node is None or node in ids[:index]:
             raise _bad(where, f"facts.nodes[{index}].id", "a node id of its own", node)
     if view["rollout"] is not None and view["rollout"]["outcome"] is None:
-        raise _bad(where, "rollout.outcome", "one of " + ", ".join(ENUMS["outcome"]), None)
+        raise _bad(where, "rollout.outcome", _one_of(parts()["rollout"]["outcome"]), None)
     if view["rollout"] is not None:
         view["rollout"]["details"] = _rollout_details(record["rollout"], where)
     return view

@@ -12,12 +12,29 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypedDict
 
 from .. import text_table
 from ..errors import PlanError
 from ..planner import planner
 from ..planner.models import parse_facts
+
+
+class TuneRow(TypedDict):
+    threads: int
+    samples: list[float]  # tokens/s of each timed request
+    median: float
+
+
+class TuneResult(TypedDict):
+    """What the fleet report reads of ``ktfleet_tune_result`` (tasks/tune.yml sets it,
+    with the search's ``start`` and ``step`` beside)."""
+
+    unit: str
+    table: list[TuneRow]
+    knee: int
+    chosen: int
+    reason: str
 
 
 def space(facts: Any, model: Any, backend: Any, **options: Any) -> list[int]:
