@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import glob
 import os
 import re
 import shutil
@@ -201,9 +200,6 @@ class _Reader:
         self.files = sysfs.Root(root)
         self.warnings: list[str] = []
 
-    def path(self, rel: str) -> str:
-        return os.path.join(self.root, rel)
-
     def rel(self, path: str) -> str:
         return os.path.relpath(path, self.root)
 
@@ -253,7 +249,7 @@ def _lenient_cpulist(text: str) -> list[int]:
 
 def _numbered(reader: _Reader, rel: str, pattern) -> list[int]:
     try:
-        names = os.listdir(reader.path(rel))
+        names = reader.files.listdir(rel)
     except OSError:
         return []
     return sorted(int(m.group(1)) for m in map(pattern.match, names) if m)
@@ -316,10 +312,14 @@ def _cpu_files(reader: _Reader, cpus: list[int]) -> tuple[dict, dict]:
         if cur is not None:
             freq[cpu] = cur
         counters = {}
-        for path in sorted(glob.glob(os.path.join(reader.path(f"{base}/thermal_throttle"), "*_throttle_count"))):
-            value = reader.number(reader.rel(path))
+        try:
+            names = reader.files.listdir(f"{base}/thermal_throttle")
+        except OSError:
+            names = []
+        for name in sorted(n for n in names if n.endswith("_throttle_count")):
+            value = reader.number(f"{base}/thermal_throttle/{name}")
             if value is not None:
-                counters[os.path.basename(path)] = value
+                counters[name] = value
         if counters:
             throttle[cpu] = counters
     return freq, throttle

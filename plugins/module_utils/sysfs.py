@@ -135,6 +135,11 @@ class Root:
         head, _sep, name = full.rpartition("/")
         return self._inside(self._real_dir(head) + "/" + name)
 
+    def listdir(self, rel):
+        """The names in root/rel (``""``: the root itself); raises OSError, or
+        NotAFile when a link leads out of the root."""
+        return os.listdir(self.path(rel, follow=True) if rel else self.prefix)
+
     def read_bytes(self, rel):
         """The bytes of root/rel as ``slurp`` reads them; raises OSError or ValueError."""
         if not self.confined:

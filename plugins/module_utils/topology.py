@@ -214,7 +214,7 @@ class _Reader(sysfs.Root):
 
     def listdir(self, rel):
         try:
-            names = os.listdir(self.path(rel, follow=True) if rel else self.prefix)
+            names = sysfs.Root.listdir(self, rel)
             self.note(rel, names)
             return names
         except (FileNotFoundError, NotADirectoryError):

@@ -78,6 +78,20 @@ def test_links_stay_inside_the_root(tmp_path):
     assert Root("/").read_text(str(outside).lstrip("/")) == ("root:x:0:0\n", None)
 
 
+def test_listing_a_directory_stays_inside_the_root(tmp_path):
+    root_dir = tmp_path / "dump"
+    write(root_dir, "sys/real/node0/cpulist", "0-3\n")
+    os.symlink("real", root_dir / "sys/linkdir")
+    os.symlink(str(tmp_path), root_dir / "sys/escape")
+    root = Root(str(root_dir))
+    assert root.listdir("sys/linkdir") == ["node0"]
+    assert sorted(root.listdir("")) == ["sys"]
+    with pytest.raises(sysfs.NotAFile, match="a link that leaves the root"):
+        root.listdir("sys/escape")
+    with pytest.raises(FileNotFoundError):
+        root.listdir("sys/none")
+
+
 def test_a_nul_in_the_path_is_a_bad_path(tmp_path):
     text, problem = Root(str(tmp_path)).read_text("sys/node\x00/cpulist")
     assert text is None and problem.code == sysfs.BAD_PATH
