@@ -200,6 +200,13 @@ class _Reader:
         self.files = sysfs.Root(root)
         self.warnings: list[str] = []
 
+    def names(self, rel: str) -> list[str]:
+        """The names in root/rel; none when it cannot be listed (a thread gone, a CPU without it)."""
+        try:
+            return self.files.listdir(rel)
+        except OSError:
+            return []
+
     def rel(self, path: str) -> str:
         return os.path.relpath(path, self.root)
 
@@ -248,11 +255,7 @@ def _lenient_cpulist(text: str) -> list[int]:
 
 
 def _numbered(reader: _Reader, rel: str, pattern) -> list[int]:
-    try:
-        names = reader.files.listdir(rel)
-    except OSError:
-        return []
-    return sorted(int(m.group(1)) for m in map(pattern.match, names) if m)
+    return sorted(int(m.group(1)) for m in map(pattern.match, reader.names(rel)) if m)
 
 
 def _node_cpus(reader: _Reader, cpus: list[int]) -> dict[int, list[int]]:
@@ -312,11 +315,7 @@ def _cpu_files(reader: _Reader, cpus: list[int]) -> tuple[dict, dict]:
         if cur is not None:
             freq[cpu] = cur
         counters = {}
-        try:
-            names = reader.files.listdir(f"{base}/thermal_throttle")
-        except OSError:
-            names = []
-        for name in sorted(n for n in names if n.endswith("_throttle_count")):
+        for name in sorted(n for n in reader.names(f"{base}/thermal_throttle") if n.endswith("_throttle_count")):
             value = reader.number(f"{base}/thermal_throttle/{name}")
             if value is not None:
                 counters[name] = value

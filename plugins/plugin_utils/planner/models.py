@@ -1,7 +1,8 @@
 """Typed inputs and output of the planner (pydantic v2; controller side only).
 
 Inputs: ``Facts`` (the part of ``ansible_facts.numa`` the controller reads, the
-planner and the fleet report alike, see docs/facts.md; other keys are ignored), ``ModelSpec`` (``ktfleet_model``),
+planner and the fleet report alike, see docs/facts.md; other keys are ignored),
+``ModelSpec`` (``ktfleet_model``),
 ``PlanOptions`` (the ``ktfleet_*`` planner variables) and ``Backend``.
 Output: ``Plan`` with its ``MemoryFit`` (docs/plan.md). The ``parse_*`` helpers turn
 any validation failure into a one-line ``PlanError`` naming the variable.
